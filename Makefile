@@ -1,0 +1,37 @@
+# melodylm: `make demo` and `make test` work on a fresh machine (they create .venv first).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORPUS ?= music21:oneills1850
+DATA ?= datasets/prepared/oneills1850
+SAMPLES ?= samples/quickstart
+
+.PHONY: install demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/melodylm prepare $(CORPUS) --melody --transpose 3 --out $(DATA)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config configs/quickstart.yaml --data.init_args.data_dir $(DATA)
+	$(BIN)/melodylm sample --ckpt checkpoints/quickstart --num 8 --seed 0 --top-p 0.95 --max-tokens 640 --out $(SAMPLES)
+	@echo "Samples (MIDI + piano-roll PNG + JSON) are in $(SAMPLES)/"
+
+test: $(STAMP)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_overhead.py
+	$(BIN)/python bench/prepare_throughput.py
+
+clean:
+	rm -rf $(VENV) samples checkpoints/*/ datasets/prepared

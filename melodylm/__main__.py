@@ -1,0 +1,5 @@
+import sys
+
+from melodylm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,155 @@
+"""The ``melodylm`` command: prepare -> fit/validate/test -> sample / score."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from melodylm.errors import UserError
+
+EPILOG = """\
+typical session:
+  melodylm prepare music21:oneills1850 --melody --out datasets/prepared/oneills1850
+  melodylm fit --config configs/quickstart.yaml
+  melodylm sample --ckpt checkpoints/quickstart --num 4 --seed 0 --out samples/
+  melodylm score --ckpt checkpoints/quickstart some.mid
+
+fit, validate and test are Lightning's CLI: `melodylm fit --help` lists every flag.
+"""
+
+
+def _range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH integers, got {text!r}") from None
+    return low, high
+
+
+def _shifts(text: str) -> tuple[int, int]:
+    """``N`` means every shift from -N to +N; ``LOW:HIGH`` is explicit (write ``--transpose=-5:6``)."""
+    if ":" in text:
+        return _range(text)
+    try:
+        n = abs(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or LOW:HIGH semitones, got {text!r}") from None
+    return -n, n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from melodylm.prepare import default_workers
+
+    parser = argparse.ArgumentParser(
+        prog="melodylm", description="Symbolic music language models: MIDI in, trained LM, MIDI out.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("prepare", help="MIDI files -> manifest, quarantine and cached token arrays",
+                       description="Check every input file in an isolated worker, tokenize the usable ones "
+                       "with miditok and cache token arrays per split. Inputs: folders (searched recursively), "
+                       "files, or music21:NAME for a corpus shipped with music21 (bach, oneills1850, "
+                       "essenFolksong, ryansMammoth, ...), exported once to MIDI under --export-dir.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="folder, file or music21:NAME")
+    p.add_argument("--out", required=True, type=Path, help="output folder (manifest, quarantine, tokens, tokenizer)")
+    p.add_argument("--tokenizer", default="REMI", choices=["REMI", "TSD", "MIDILike"], help="miditok scheme (default REMI)")
+    p.add_argument("--velocities", type=int, default=0, help="velocity bins; 0 leaves velocity out (default)")
+    p.add_argument("--bpe-vocab", type=int, default=0, help="learn BPE on the training split up to this vocabulary size (0: off)")
+    p.add_argument("--melody", action="store_true", help="reduce to one monophonic line: the highest note at each onset")
+    p.add_argument("--tracks", default="", help="comma list of track indices or name substrings (default: all non-drum tracks)")
+    p.add_argument("--pitch-range", type=_range, default=(21, 109), help="LOW:HIGH MIDI pitches kept, high exclusive (default 21:109)")
+    p.add_argument("--min-notes", type=int, default=16, help="quarantine files with fewer notes (default 16)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="quarantine files longer than this (default 600)")
+    p.add_argument("--transpose", type=_shifts, default=(0, 0), metavar="N|LOW:HIGH",
+                   help="add transposed copies of training pieces: N for every shift in -N..N, or --transpose=-5:6 (default 0: none)")
+    p.add_argument("--val-frac", type=float, default=0.1, help="share of files in the validation split (default 0.1)")
+    p.add_argument("--test-frac", type=float, default=0.1, help="share of files in the test split (default 0.1)")
+    p.add_argument("--workers", type=int, default=default_workers(), help="worker processes (default: CPU cores)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds one file may take before it is quarantined (default 60)")
+    p.add_argument("--export-dir", type=Path, default=Path("datasets"), help="where music21 corpora are exported to MIDI (default datasets/)")
+    p.add_argument("--corpus-files", type=int, default=None, help="use only the first N source files of a music21 corpus")
+
+    s = sub.add_parser("sample", help="generate MIDI (+ piano-roll PNG, JSON) from a checkpoint")
+    s.add_argument("--ckpt", required=True, help="checkpoint file, or a run folder (its best, else last.ckpt)")
+    s.add_argument("--num", type=int, default=4, help="pieces to generate, in one batch (default 4)")
+    s.add_argument("--out", required=True, type=Path, help="output folder")
+    s.add_argument("--max-tokens", type=int, default=512, help="token budget per piece (default 512)")
+    s.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 is more conservative (default 1)")
+    s.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
+    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
+    s.add_argument("--min-notes", type=int, default=16, help="forbid ending before this many notes (default 16)")
+    s.add_argument("--greedy", action="store_true", help="always take the most likely token (no sampling)")
+    s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files (default 0)")
+
+    c = sub.add_parser("score", help="NLL per token and per note of MIDI files")
+    c.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    c.add_argument("files", nargs="+", help="MIDI files")
+    c.add_argument("--json", action="store_true", help="one JSON object per file")
+
+    for name, what in (("fit", "train"), ("validate", "validation NLL of"), ("test", "test NLL of")):
+        sub.add_parser(name, help=f"{what} a model from a config preset (Lightning CLI; see `melodylm {name} --help`)")
+    return parser
+
+
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    log = logging.getLogger("melodylm")
+    if not log.handlers:  # Lightning configures its own loggers; only ours go through rich here
+        log.addHandler(RichHandler(show_path=False, show_time=False, show_level=False))
+        log.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _setup_logging()
+    try:
+        if argv and argv[0] in ("fit", "validate", "test"):
+            from melodylm import train
+
+            train.run(argv)
+            return 0
+        args = build_parser().parse_args(argv)
+        if args.command == "prepare":
+            return _prepare(args)
+        if args.command == "sample":
+            from melodylm import sample
+
+            sample.main(args)
+            return 0
+        from melodylm import score
+
+        return score.main(args)
+    except UserError as err:
+        print(f"melodylm: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _prepare(args) -> int:
+    from melodylm.midi import CleanOptions
+    from melodylm.prepare import PrepareSettings, prepare
+
+    settings = PrepareSettings(
+        tokenizer=args.tokenizer, velocities=args.velocities, bpe_vocab=args.bpe_vocab,
+        clean=CleanOptions(min_notes=args.min_notes, max_seconds=args.max_seconds, melody=args.melody,
+                           tracks=[t.strip() for t in args.tracks.split(",") if t.strip()],
+                           pitch_range=args.pitch_range),
+        transpose=args.transpose, val_frac=args.val_frac, test_frac=args.test_frac,
+    )
+    summary = prepare(args.inputs, args.out, settings, workers=args.workers, timeout=args.timeout,
+                      export_root=args.export_dir, corpus_files=args.corpus_files)
+    log = logging.getLogger("melodylm")
+    log.info("%d files: %d used (pieces train/val/test %s), %d quarantined%s",
+             summary["files"], summary["used"], "/".join(str(v) for v in summary["pieces"].values()),
+             summary["quarantined"],
+             "".join(f"\n  {n} {code}" for code, n in sorted(summary["quarantined_by_reason"].items())))
+    log.info("tokens train/val/test %s, vocabulary %d; wrote %s/{manifest,quarantine}.jsonl, tokenizer.json, tokens/",
+             "/".join(str(v) for v in summary["tokens"].values()), summary["vocab_size"], args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

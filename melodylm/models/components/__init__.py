@@ -1,0 +1,1 @@
+"""Plain torch modules: nothing here imports Lightning, so inference does not need it."""

@@ -1,0 +1,125 @@
+"""LightningModule around :class:`RecurrentLM`: loss, metrics, optimiser, checkpoint contents."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+
+from melodylm.batches import IGNORE
+from melodylm.checkpoint import FORMAT_VERSION, check_tokenizer_matches
+from melodylm.models.components.rnn_lm import RecurrentLM
+
+
+class LanguageModelModule(L.LightningModule):
+    """Next-token cross-entropy on a :class:`RecurrentLM`.
+
+    Logs ``train/loss`` (nats per token), and for validation/test the exact
+    token-weighted ``{stage}/nll_token`` (nats), ``{stage}/ppl`` and
+    ``{stage}/bits_token``. AdamW with linear warm-up and cosine decay to
+    ``min_lr_ratio * lr`` over the run. Gradient clipping is the Trainer's
+    (``trainer.gradient_clip_val``, by norm).
+
+    ``vocab_size`` is linked from the data module by the CLI.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int = 256,
+        hidden_size: int = 512,
+        num_layers: int = 2,
+        cell: str = "lstm",
+        dropout: float = 0.2,
+        tie_weights: bool = False,
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.05,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = RecurrentLM(vocab_size, embedding_dim, hidden_size, num_layers, cell, dropout, tie_weights)
+        self.eval_nll = MeanMetric()
+
+    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Mean NLL (nats) over the non-padding targets of ``batch``, and their count."""
+        x, y = batch
+        logits, _ = self.model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE)
+        return loss, int((y != IGNORE).sum())
+
+    def training_step(self, batch, batch_idx):
+        loss, count = self.model_step(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=count)
+        return loss
+
+    def _eval_step(self, batch) -> None:
+        loss, count = self.model_step(batch)
+        self.eval_nll.update(loss, weight=count)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        nll = self.eval_nll.compute()
+        self.eval_nll.reset()
+        self.log_dict({
+            f"{stage}/nll_token": nll,
+            f"{stage}/ppl": torch.exp(nll),
+            f"{stage}/bits_token": nll / math.log(2),
+        }, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self):
+        decay = [p for n, p in self.model.named_parameters() if p.dim() > 1 and "embedding" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if not (p.dim() > 1 and "embedding" not in n)]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup, floor = self.hparams.warmup_steps, self.hparams.min_lr_ratio
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- self-describing checkpoints -------------------------------------------
+
+    def _datamodule(self):
+        trainer = self._trainer
+        return getattr(trainer, "datamodule", None) if trainer is not None else None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        dm = self._datamodule()
+        checkpoint["melodylm"] = {
+            "format": FORMAT_VERSION,
+            "kind": "language_model",
+            "model": dict(self.model.config),
+            "tokenizer": dm.tokenizer_json,
+            "tokenizer_fingerprint": dm.tokenizer_fingerprint,
+            "prepare": dm.prepare_settings,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        dm = self._datamodule()
+        if dm is not None:
+            check_tokenizer_matches(checkpoint, dm.tokenizer_fingerprint, str(dm.root))
