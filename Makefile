@@ -30,8 +30,8 @@ test-fast: $(STAMP)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/python bench/train_overhead.py
-	$(BIN)/python bench/prepare_throughput.py
+	$(BIN)/python -m bench.train_overhead
+	$(BIN)/python -m bench.prepare_throughput
 
 clean:
 	rm -rf $(VENV) samples checkpoints/*/ datasets/prepared

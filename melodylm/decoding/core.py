@@ -73,8 +73,7 @@ class Decoder:
         done = torch.zeros(num, dtype=torch.bool)
         logprobs = torch.zeros(num, 0)
         for _ in range(max_tokens):
-            logits, state = self.model(history[:, -1:], state)
-            logits = logits[:, -1]
+            logits, state = self.model.step(history[:, -1], state)
             scores = P.apply(processors, history, logits)
             if greedy:
                 nxt = scores.argmax(-1)

@@ -69,6 +69,11 @@ class RecurrentLM(nn.Module):
             y = self.projection(y)
         return self.head(y), state
 
+    def step(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """One decoding step: ids ``(batch,)`` -> logits ``(batch, vocab_size)`` and the new state."""
+        logits, state = self.forward(ids.unsqueeze(1), state)
+        return logits[:, 0], state
+
     def initial_state(self, batch_size: int) -> State:
         """Zero state for ``batch_size`` sequences, on the model's device and dtype."""
         w = self.head.weight
