@@ -1,0 +1,157 @@
+"""``melodylm evaluate``: music metrics of generated MIDI files against a reference folder.
+
+Every .mid/.midi file under both folders (recursively) is read in an isolated
+worker process with a timeout, as in ``prepare``, so a file that crashes or
+hangs the parser costs that file only; unreadable files are listed, never
+dropped silently. The table shows each feature's mean per set with MGEval's
+overlapping area (OA, higher is closer) and KL divergence (nats, lower is
+closer); see :mod:`melodylm.metrics`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+from pebble import ProcessPool
+
+from melodylm.errors import UserError
+from melodylm.metrics import FEATURE_UNITS, NOTE_LENGTH_HIST, compare_sets, invalid_token_rate, piece_metrics
+from melodylm.midi import MIDI_SUFFIXES, Rejected, read_score
+from melodylm.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("samples", type=Path, metavar="SAMPLES_DIR",
+                        help="folder of generated MIDI files (searched recursively), e.g. `melodylm sample --out`")
+    parser.add_argument("--reference", required=True, type=Path, metavar="DIR",
+                        help="folder of reference MIDI files (searched recursively), e.g. the training music")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT",
+                        help="also write every number, per-file metrics included, to this JSON file")
+    parser.add_argument("--max-files", type=int, default=None, metavar="N",
+                        help="use at most N files per folder, spread evenly over the sorted paths (same N, same files)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes reading MIDI files (default 2)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds one file may take before it is skipped (default 60)")
+
+
+def midi_files(folder: Path, role: str, max_files: int | None = None) -> list[Path]:
+    """The .mid/.midi files under ``folder`` in sorted order; at most ``max_files``, evenly spaced.
+
+    ``role`` ("samples", "reference") names the folder in error messages.
+    """
+    if not folder.exists():
+        raise UserError(f"{role} folder {folder} does not exist")
+    if not folder.is_dir():
+        raise UserError(f"{role} path {folder} is not a folder")
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise UserError(f"no MIDI files ({', '.join(MIDI_SUFFIXES)}) under {role} folder {folder}")
+    if max_files is not None and max_files < 1:
+        raise UserError(f"--max-files must be at least 1, got {max_files}")
+    if max_files is not None and len(files) > max_files:
+        picks = np.linspace(0, len(files) - 1, max_files).round().astype(int)  # distinct: max_files < len(files)
+        files = [files[i] for i in picks]
+    return files
+
+
+def file_metrics(path: str) -> dict:
+    """piece_metrics of one file, or {"error": reason}; runs in a worker process."""
+    try:
+        return piece_metrics(read_score(Path(path).read_bytes()))
+    except (Rejected, OSError) as err:
+        return {"error": str(err)}
+
+
+def read_set(files: list[Path], role: str, workers: int = 2, timeout: float = 60.0) -> tuple[list[dict], list[dict]]:
+    """([{"path", **piece_metrics}] of every readable file, [{"path", "reason"}] of the skipped ones), in file order."""
+    pieces, skipped = [], []
+    with ProcessPool(max_workers=max(1, workers)) as pool, progress_bar() as bar:
+        task = bar.add_task(f"metrics: {role}", total=len(files))
+        futures = [(p, pool.schedule(file_metrics, args=(str(p),), timeout=timeout)) for p in files]
+        for path, future in futures:
+            try:
+                result = future.result()
+            except TimeoutError:
+                result = {"error": f"timed out after {timeout:g} s"}
+            except Exception as err:  # pebble.ProcessExpired (the worker died) or a bug on a strange file
+                result = {"error": f"{type(err).__name__}: {err}"}
+            if "error" in result:
+                skipped.append({"path": str(path), "reason": result["error"]})
+            else:
+                pieces.append({"path": str(path), **result})
+            bar.advance(task)
+    for s in skipped:
+        log.warning("skipped %s file %s: %s", role, s["path"], s["reason"])
+    if not pieces:
+        raise UserError(f"none of the {len(files)} {role} MIDI files could be read (reasons above)")
+    return pieces, skipped
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def format_table(features: dict[str, dict]) -> str:
+    """Plain-text table of :func:`melodylm.metrics.compare_sets` output: means, OA and KL per feature."""
+    lines = [f"{'feature':<20} {'unit':<10} {'generated':>10} {'reference':>10} {'OA':>7} {'KL':>7}"]
+    for key, row in features.items():
+        unit = FEATURE_UNITS.get(key, "12 bins")
+        gen, ref = (("(hist)", "(hist)") if key == NOTE_LENGTH_HIST
+                    else (_fmt(row["generated_mean"]), _fmt(row["reference_mean"])))
+        lines.append(f"{key:<20} {unit:<10} {gen:>10} {ref:>10} {_fmt(row['oa']):>7} {_fmt(row['kl']):>7}")
+    return "\n".join(lines)
+
+
+def _json_safe(value):
+    """NaN -> None, recursively, so the file is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def evaluate(samples: Path, reference: Path, max_files: int | None = None, workers: int = 2,
+             timeout: float = 60.0) -> dict:
+    """Everything ``melodylm evaluate`` reports, as one JSON-ready dict (NaN where undefined)."""
+    gen_files = midi_files(samples, "samples", max_files)
+    ref_files = midi_files(reference, "reference", max_files)
+    gen, gen_skipped = read_set(gen_files, "samples", workers, timeout)
+    ref, ref_skipped = read_set(ref_files, "reference", workers, timeout)
+    rate, rate_files = invalid_token_rate(gen_files)
+    return {
+        "samples": {"dir": str(samples), "files": len(gen_files), "pieces": len(gen), "skipped": gen_skipped},
+        "reference": {"dir": str(reference), "files": len(ref_files), "pieces": len(ref), "skipped": ref_skipped},
+        "units": {**FEATURE_UNITS, NOTE_LENGTH_HIST: "share of notes per length class", "kl": "nats"},
+        "features": compare_sets(gen, ref),
+        "invalid_token_rate": {"mean": rate, "sidecars": rate_files},
+        "per_file": {"samples": gen, "reference": ref},
+    }
+
+
+def main(args) -> int:
+    report = evaluate(args.samples, args.reference, args.max_files, args.workers, args.timeout)
+    s, r = report["samples"], report["reference"]
+    print(f"generated: {s['pieces']} pieces from {s['dir']} ({len(s['skipped'])} skipped); "
+          f"reference: {r['pieces']} pieces from {r['dir']} ({len(r['skipped'])} skipped)")
+    print(format_table(report["features"]))
+    rate = report["invalid_token_rate"]
+    if rate["mean"] is None:
+        print("invalid_token_rate: absent (no sample sidecar JSON carries it)")
+    else:
+        print(f"invalid_token_rate: {rate['mean']:.4f} (mean of {rate['sidecars']} of {s['files']} sample sidecars)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(_json_safe(report), indent=1))
+        log.info("wrote %s", args.json)
+    return 0
