@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("samples", type=Path, metavar="SAMPLES_DIR",
                         help="folder of generated MIDI files (searched recursively), e.g. `melodylm sample --out`")
-    parser.add_argument("--reference", required=True, type=Path, metavar="DIR",
-                        help="folder of reference MIDI files (searched recursively), e.g. the training music")
+    parser.add_argument("--reference", required=True, type=Path, metavar="DIR|MANIFEST",
+                        help="folder of reference MIDI files (searched recursively), or a prepare manifest.jsonl")
+    parser.add_argument("--split", default=None, choices=["train", "val", "test"],
+                        help="with a manifest: only the files of this split (e.g. the held-out test tunes)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT",
                         help="also write every number, per-file metrics included, to this JSON file")
     parser.add_argument("--max-files", type=int, default=None, metavar="N",
@@ -41,17 +43,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds one file may take before it is skipped (default 60)")
 
 
-def midi_files(folder: Path, role: str, max_files: int | None = None) -> list[Path]:
+def midi_files(folder: Path, role: str, max_files: int | None = None, split: str | None = None) -> list[Path]:
     """The .mid/.midi files under ``folder`` in sorted order; at most ``max_files``, evenly spaced.
 
-    ``role`` ("samples", "reference") names the folder in error messages.
+    ``folder`` may also be a ``manifest.jsonl`` written by ``melodylm prepare``
+    (its files, only those of ``split`` if given). ``role`` ("samples",
+    "reference") names the folder in error messages.
     """
     if not folder.exists():
         raise UserError(f"{role} folder {folder} does not exist")
-    if not folder.is_dir():
-        raise UserError(f"{role} path {folder} is not a folder")
-    files = sorted(p for p in folder.rglob("*")
-                   if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES and not p.name.startswith("."))
+    if folder.is_file() and folder.suffix == ".jsonl":
+        rows = [json.loads(line) for line in folder.read_text().splitlines() if line.strip()]
+        files = sorted(Path(r["path"]) for r in rows if split is None or r.get("split") == split)
+    elif not folder.is_dir():
+        raise UserError(f"{role} path {folder} is not a folder or a manifest.jsonl")
+    else:
+        files = sorted(p for p in folder.rglob("*")
+                       if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES and not p.name.startswith("."))
     if not files:
         raise UserError(f"no MIDI files ({', '.join(MIDI_SUFFIXES)}) under {role} folder {folder}")
     if max_files is not None and max_files < 1:
@@ -122,10 +130,10 @@ def _json_safe(value):
 
 
 def evaluate(samples: Path, reference: Path, max_files: int | None = None, workers: int = 2,
-             timeout: float = 60.0) -> dict:
+             timeout: float = 60.0, split: str | None = None) -> dict:
     """Everything ``melodylm evaluate`` reports, as one JSON-ready dict (NaN where undefined)."""
     gen_files = midi_files(samples, "samples", max_files)
-    ref_files = midi_files(reference, "reference", max_files)
+    ref_files = midi_files(reference, "reference", max_files, split=split)
     gen, gen_skipped = read_set(gen_files, "samples", workers, timeout)
     ref, ref_skipped = read_set(ref_files, "reference", workers, timeout)
     rate, rate_files = invalid_token_rate(gen_files)
@@ -140,7 +148,7 @@ def evaluate(samples: Path, reference: Path, max_files: int | None = None, worke
 
 
 def main(args) -> int:
-    report = evaluate(args.samples, args.reference, args.max_files, args.workers, args.timeout)
+    report = evaluate(args.samples, args.reference, args.max_files, args.workers, args.timeout, args.split)
     s, r = report["samples"], report["reference"]
     print(f"generated: {s['pieces']} pieces from {s['dir']} ({len(s['skipped'])} skipped); "
           f"reference: {r['pieces']} pieces from {r['dir']} ({len(r['skipped'])} skipped)")

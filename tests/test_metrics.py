@@ -302,3 +302,15 @@ def test_real_melodies_have_plausible_metrics(oneills_midi):
     first, second = pieces[:30], pieces[30:]
     cmp = compare_sets(first, second)
     assert all(row["oa"] > 0.5 for row in cmp.values() if not math.isnan(row["oa"]))
+
+
+def test_reference_can_be_a_manifest_split(tmp_path, oneills_midi):
+    import json
+
+    from melodylm.evaluate import midi_files
+
+    manifest = tmp_path / "manifest.jsonl"
+    rows = [{"path": str(p), "split": "test" if i % 3 == 0 else "train"} for i, p in enumerate(oneills_midi[:9])]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert midi_files(manifest, "reference", split="test") == sorted(oneills_midi[i] for i in (0, 3, 6))
+    assert len(midi_files(manifest, "reference")) == 9
