@@ -40,6 +40,7 @@ def _shifts(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from melodylm import evaluate
     from melodylm.prepare import default_workers
 
     parser = argparse.ArgumentParser(
@@ -72,22 +73,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-dir", type=Path, default=Path("datasets"), help="where music21 corpora are exported to MIDI (default datasets/)")
     p.add_argument("--corpus-files", type=int, default=None, help="use only the first N source files of a music21 corpus")
 
-    s = sub.add_parser("sample", help="generate MIDI (+ piano-roll PNG, JSON) from a checkpoint")
+    s = sub.add_parser("sample", help="generate MIDI (+ piano-roll PNG, WAV, JSON) from a checkpoint",
+                       description="Generate pieces from a trained language model. Every output is a MIDI file, "
+                       "a piano-roll PNG, a WAV and a JSON sidecar (seed, settings, log-probability, tokens). "
+                       "The same --seed gives byte-identical files.",
+                       epilog='example: melodylm sample --ckpt checkpoints/quickstart --primer tune.mid '
+                       '--primer-bars 2 --bars 8 --key "D major" --num 16 --seed 1 --out variations/')
     s.add_argument("--ckpt", required=True, help="checkpoint file, or a run folder (its best, else last.ckpt)")
-    s.add_argument("--num", type=int, default=4, help="pieces to generate, in one batch (default 4)")
     s.add_argument("--out", required=True, type=Path, help="output folder")
-    s.add_argument("--max-tokens", type=int, default=512, help="token budget per piece (default 512)")
-    s.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 is more conservative (default 1)")
-    s.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
-    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
-    s.add_argument("--min-notes", type=int, default=16, help="forbid ending before this many notes (default 16)")
-    s.add_argument("--greedy", action="store_true", help="always take the most likely token (no sampling)")
+    s.add_argument("--num", type=int, default=4, help="pieces to generate, in one batch (default 4)")
     s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files (default 0)")
+    g = s.add_argument_group("length (whichever comes first, besides the model's own end token)")
+    g.add_argument("--max-tokens", type=int, default=512, help="token budget per piece (default 512)")
+    g.add_argument("--bars", type=int, default=None, help="stop after this many bars of new music")
+    g.add_argument("--seconds", type=float, default=None, help="stop after this many seconds of new music (120 bpm)")
+    g = s.add_argument_group("sampling")
+    g.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 is more conservative (default 1)")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
+    g.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages recently used tokens (1: off)")
+    g.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    g.add_argument("--beam", type=int, default=0, metavar="SIZE", help="beam search with this beam size: the most likely continuations")
+    g.add_argument("--length-penalty", type=float, default=1.0, help="beam search: rank by log p / length^this (default 1)")
+    g = s.add_argument_group("constraints")
+    g.add_argument("--key", default=None, help='only pitches of this scale, e.g. "D major", "A minor", "E dorian"')
+    g.add_argument("--pitch-range", type=_range, default=None, help="LOW:HIGH MIDI pitches allowed, high exclusive")
+    g.add_argument("--monophonic", action="store_true", help="one note at a time")
+    g.add_argument("--min-notes", type=int, default=16, help="forbid ending before this many notes (default 16)")
+    g.add_argument("--no-grammar", action="store_true", help="do not mask token successions that cannot decode to MIDI")
+    g = s.add_argument_group("primer")
+    g.add_argument("--primer", type=Path, default=None, help="MIDI file the samples continue")
+    g.add_argument("--primer-bars", type=int, default=None, help="use only the primer's first N bars")
+    g.add_argument("--drop-primer", action="store_true", help="write only the continuation, not the primer")
+    s.add_argument("--no-wav", action="store_true", help="skip the WAV rendering")
 
     c = sub.add_parser("score", help="NLL per token and per note of MIDI files")
     c.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     c.add_argument("files", nargs="+", help="MIDI files")
     c.add_argument("--json", action="store_true", help="one JSON object per file")
+
+    e = sub.add_parser("evaluate", help="music metrics of generated MIDI vs a reference folder (MGEval-style OA/KL)")
+    evaluate.add_arguments(e)
 
     for name, what in (("fit", "train"), ("validate", "validation NLL of"), ("test", "test NLL of")):
         sub.add_parser(name, help=f"{what} a model from a config preset (Lightning CLI; see `melodylm {name} --help`)")
@@ -120,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
 
             sample.main(args)
             return 0
+        if args.command == "evaluate":
+            from melodylm import evaluate
+
+            return evaluate.main(args)
         from melodylm import score
 
         return score.main(args)

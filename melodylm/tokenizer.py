@@ -44,7 +44,7 @@ def build_tokenizer(
     if kind not in TOKENIZERS:
         raise UserError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZERS)}")
     config = miditok.TokenizerConfig(
-        pitch_range=tuple(pitch_range),
+        pitch_range=(pitch_range[0], pitch_range[1] - 1),  # miditok's range is inclusive
         beat_res=beat_res or {(0, 4): 24, (4, 12): 4},  # 24 per beat: 32nds and triplets exact
         num_velocities=max(velocities, 1),
         use_velocities=velocities > 0,
@@ -93,18 +93,22 @@ def fingerprint(tokenizer: miditok.MusicTokenizer) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def note_counts(tokenizer: miditok.MusicTokenizer) -> np.ndarray:
-    """``counts[v]`` = number of notes (Pitch tokens) that token id ``v`` encodes.
+def base_tokens(tokenizer: miditok.MusicTokenizer) -> list[list[str]]:
+    """For every token id, the base tokens it stands for (one, or several for a BPE merge)."""
+    if not tokenizer.is_trained:
+        inverse = {i: t for t, i in tokenizer.vocab.items()}
+        return [[inverse[i]] for i in range(len(tokenizer))]
+    out: list[list[str]] = [[] for _ in range(len(tokenizer))]
+    for byte_str, vid in tokenizer.vocab_model.items():
+        out[vid] = list(tokenizer._vocab_learned_bytes_to_tokens[byte_str])
+    return out
 
-    1 for a plain ``Pitch_*`` token, 0 for time/duration/special tokens, and
-    the number of Pitch tokens inside a BPE merge.
+
+def note_counts(tokenizer: miditok.MusicTokenizer) -> np.ndarray:
+    """``counts[v]`` = number of notes (Pitch / NoteOn tokens) that token id ``v`` encodes.
+
+    1 for a plain note token, 0 for time/duration/special tokens, and the
+    number of note tokens inside a BPE merge.
     """
-    counts = np.zeros(len(tokenizer), dtype=np.int64)
-    if tokenizer.is_trained:
-        for byte_str, vid in tokenizer.vocab_model.items():
-            base = tokenizer._vocab_learned_bytes_to_tokens[byte_str]
-            counts[vid] = sum(t.startswith("Pitch_") for t in base)
-    else:
-        for tok, vid in tokenizer.vocab.items():
-            counts[vid] = int(tok.startswith("Pitch_"))
-    return counts
+    return np.array([sum(t.startswith(("Pitch_", "NoteOn_")) for t in toks) for toks in base_tokens(tokenizer)],
+                    dtype=np.int64)

@@ -32,5 +32,5 @@ def run(args: list[str]) -> None:
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": f"melodylm {args[0] if args else ''}".strip()},
+        parser_kwargs={"prog": "melodylm"},
     )

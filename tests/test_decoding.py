@@ -61,7 +61,7 @@ def decoder():
 
 
 def test_score_of_sample_equals_logprob_seen_while_sampling(decoder):
-    samples = decoder.sample(16, max_tokens=60, processors=[P.Temperature(0.8), P.TopK(6)], seed=3)
+    samples = decoder.sample(16, stop=60, processors=[P.Temperature(0.8), P.TopK(6)], seed=3)
     ended = [s for s in samples if s.ended]
     assert ended, "some samples should reach EOS within 60 tokens"
     scores = decoder.token_logprobs([s.ids for s in ended])
@@ -88,3 +88,69 @@ def test_greedy_is_argmax_of_the_model(decoder):
         logits, _ = decoder.model(torch.tensor([ids]))
         assert int(logits[0, -1].argmax()) == tok
         ids.append(tok)
+
+
+class MarkovLM(torch.nn.Module):
+    """A toy 'language model' whose next-token logits depend only on the last token."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.table = table.log()
+
+    def forward(self, ids, state=None):
+        return self.table[ids], state
+
+    def step(self, ids, state=None):
+        return self.table[ids], state
+
+
+PAD, BOS, EOS, A, B = range(5)
+
+
+@pytest.fixture
+def markov():
+    # From BOS, A is likelier than B; but after A the piece rarely ends, after B it almost always does.
+    table = torch.full((5, 5), 1e-9)
+    table[BOS, A], table[BOS, B] = 0.6, 0.4
+    table[A, EOS], table[A, A], table[A, B] = 0.3, 0.35, 0.35
+    table[B, EOS], table[B, A], table[B, B] = 0.9, 0.05, 0.05
+    return Decoder(MarkovLM(table / table.sum(-1, keepdim=True)), bos=BOS, eos=EOS, pad=PAD)
+
+
+def test_beam_search_finds_the_best_sequence_greedy_misses(markov):
+    (greedy,) = markov.sample(1, 10, [], greedy=True)
+    assert greedy.ids[0] == A  # greedy commits to the likelier first token
+    best = markov.beam_search(beam_size=3, stop=10, length_penalty=0.0)
+    assert best[0].ids == [B] and best[0].stop_reason == "eos"
+    assert math.isclose(best[0].logprob, math.log(0.4 * 0.9), rel_tol=1e-5)
+    assert best[0].logprob > greedy.logprob
+    assert [s.logprob for s in best] == sorted((s.logprob for s in best), reverse=True)
+
+
+def test_beam_search_respects_constraints(markov):
+    ban_b = lambda ids, logits: logits.index_fill(1, torch.tensor([B]), float("-inf"))  # noqa: E731
+    best = markov.beam_search(beam_size=3, stop=10, processors=[ban_b], length_penalty=0.0)
+    assert best[0].ids == [A] and B not in sum((s.ids for s in best), [])
+
+
+def test_primer_conditions_the_continuation(markov):
+    # After the primer [B] the toy model ends at once with probability 0.9.
+    scores = markov.token_logprobs([[]], primer=[B])
+    assert math.isclose(float(scores[0][0]), math.log(0.9), rel_tol=1e-5)
+    samples = markov.sample(200, 5, [], seed=0, primer=[B])
+    share_empty = sum(s.ids == [] for s in samples) / len(samples)
+    assert 0.8 < share_empty < 0.97
+
+
+def test_stop_reasons_and_budget(markov):
+    samples = markov.sample(50, 3, [], seed=1)
+    assert {s.stop_reason for s in samples} <= {"eos", "max_tokens"}
+    assert all(len(s.ids) <= 3 for s in samples)
+    assert all(len(s.ids) == 3 for s in samples if s.stop_reason == "max_tokens")
+
+
+def test_pad_and_bos_are_never_generated(markov):
+    table = torch.full((5, 5), 1.0)  # uniform: PAD and BOS would be drawn often if not masked
+    dec = Decoder(MarkovLM(table / 5), bos=BOS, eos=EOS, pad=PAD)
+    for s in dec.sample(64, 20, [], seed=0):
+        assert PAD not in s.ids and BOS not in s.ids

@@ -1,10 +1,11 @@
-"""The decoding core: score and sample by stepping the model with a carried state.
+"""The decoding core: score, sample and beam-search by stepping the model with a carried state.
 
-Both walk the same recurrent state: scoring feeds a whole sequence in one
-call, sampling feeds one token per step and carries ``(h, c)``; neither ever
-re-runs a prefix. The log-probabilities recorded while sampling are the raw
-model's (before temperature or any processor), so ``score(sample)`` equals
-``sample.logprob``.
+All three walk the same recurrent state: scoring and priming feed a whole
+sequence in one ``forward`` call, generation feeds one token per
+``model.step`` and carries ``(h, c)``; nothing ever re-runs a prefix. The
+log-probabilities recorded while generating are the raw model's (before
+temperature or any processor), so ``token_logprobs(sample.ids)`` sums to
+``sample.logprob`` (plus the final EOS term when the sample ended on EOS).
 """
 
 from __future__ import annotations
@@ -18,79 +19,268 @@ from melodylm.decoding import processors as P
 
 @dataclass
 class Sample:
-    """One generated sequence. ``ids`` excludes BOS/EOS; ``logprob`` is in nats."""
+    """One generated sequence: ``ids`` excludes BOS, EOS and the primer; ``logprob`` in nats.
+
+    ``stop_reason`` is ``"eos"``, ``"max_tokens"``, ``"bars"`` or ``"seconds"``.
+    """
 
     ids: list[int]
     logprob: float
     token_logprobs: list[float] = field(repr=False)
-    ended: bool  # True when the model emitted EOS, False when the budget ran out
+    stop_reason: str
+
+    @property
+    def ended(self) -> bool:
+        return self.stop_reason == "eos"
+
+
+REASONS = ("", "eos", "bars", "seconds", "max_tokens")
+
+
+@dataclass
+class StopAt:
+    """When generation ends besides EOS: a token budget, a number of bars, a duration.
+
+    Bars and seconds count from the end of the primer and need a
+    :class:`~melodylm.decoding.timeline.Timeline`; the token that would cross
+    the limit is not kept.
+    """
+
+    max_tokens: int = 512
+    bars: int | None = None
+    seconds: float | None = None
+    origin: tuple[int, float] = field(default=(0, 0.0), repr=False)  # bars and beats at the primer's end
+
+    def check(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"the token budget must be >= 1, got {self.max_tokens}")
+        if self.bars is not None and self.bars < 1:
+            raise ValueError(f"bars must be >= 1, got {self.bars}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {self.seconds}")
 
 
 class Decoder:
-    """Wraps a language model ``forward(ids, state) -> (logits, state)``.
+    """Wraps a language model with ``forward(ids, state)`` and ``step(ids, state)``.
 
-    ``bos``, ``eos``, ``pad`` are the special token ids of its tokenizer.
+    ``bos``, ``eos``, ``pad`` are the special token ids of its tokenizer;
+    ``timeline`` (a factory ``batch_size -> Timeline``) is needed only to stop
+    on bars or seconds.
     """
 
-    def __init__(self, model: torch.nn.Module, bos: int, eos: int, pad: int):
+    def __init__(self, model: torch.nn.Module, bos: int, eos: int, pad: int, timeline=None):
         self.model, self.bos, self.eos, self.pad = model.eval(), bos, eos, pad
+        self.timeline = timeline
+        self.never = torch.tensor([pad, bos])  # ids generation must never produce
+
+    # --- scoring -------------------------------------------------------------
 
     @torch.inference_mode()
-    def token_logprobs(self, sequences: list[list[int]]) -> list[torch.Tensor]:
-        """Log-probability (nats) of every token of ``[*seq, EOS]`` given ``[BOS, *seq]``.
+    def token_logprobs(self, sequences: list[list[int]], primer: list[int] = ()) -> list[torch.Tensor]:
+        """Log-probability (nats) of every token of ``[*seq, EOS]`` given ``[BOS, *primer, *seq]``.
 
         Returns one tensor of ``len(seq) + 1`` values per sequence.
         """
         if not sequences:
             return []
-        width = max(len(s) for s in sequences) + 1
+        head = [self.bos, *primer]
+        width = len(head) + max(len(s) for s in sequences)
         x = torch.full((len(sequences), width), self.pad, dtype=torch.long)
         y = torch.full((len(sequences), width), self.pad, dtype=torch.long)
         for i, s in enumerate(sequences):
-            x[i, : len(s) + 1] = torch.tensor([self.bos, *s])
-            y[i, : len(s) + 1] = torch.tensor([*s, self.eos])
+            full = [*head, *s, self.eos]
+            x[i, : len(full) - 1] = torch.tensor(full[:-1])
+            y[i, : len(full) - 1] = torch.tensor(full[1:])
         logits, _ = self.model(x)
         logp = logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
-        return [logp[i, : len(s) + 1].clone() for i, s in enumerate(sequences)]
+        return [logp[i, len(head) - 1 : len(head) + len(s)].clone() for i, s in enumerate(sequences)]
+
+    # --- generation ------------------------------------------------------------
+
+    def _prime(self, primer: list[int], batch: int):
+        """Feed ``[BOS, *primer]`` in one call: the state after it and the next-token logits."""
+        prefix = torch.tensor([[self.bos, *primer]], dtype=torch.long).expand(batch, -1)
+        logits, state = self.model(prefix)
+        return logits[:, -1], state, prefix
+
+    def _clock(self, stop: StopAt, batch: int, primer: list[int]):
+        """A Timeline advanced over the primer, or None when no bars/seconds limit is set."""
+        if stop.bars is None and stop.seconds is None:
+            return None
+        if self.timeline is None:
+            raise ValueError("stopping on bars or seconds needs a timeline (the tokenizer's)")
+        clock = self.timeline(batch)
+        for tok in primer:
+            clock.update(torch.full((batch,), tok, dtype=torch.long))
+        stop.origin = (int(clock.bar_count()[0]), float(clock.beats()[0]))
+        return clock
+
+    @staticmethod
+    def _crossing(clock, stop: StopAt) -> torch.Tensor:
+        """Per row, after the clock took the new token: 0 inside the limits, 1 past bars, 2 past seconds."""
+        bars0, beats0 = stop.origin
+        code = torch.zeros(clock.bars.shape, dtype=torch.long)
+        if stop.seconds is not None:
+            code = code.masked_fill((clock.beats() - beats0) * 60.0 / clock.tempo >= stop.seconds, 2)
+        if stop.bars is not None:
+            code = code.masked_fill(clock.bar_count() - bars0 > stop.bars, 1)
+        return code
 
     @torch.inference_mode()
     def sample(
         self,
         num: int,
-        max_tokens: int,
+        stop: StopAt | int = 512,
         processors: list = (),
         seed: int | None = None,
         greedy: bool = False,
+        primer: list[int] = (),
     ) -> list[Sample]:
-        """Ancestral sampling of ``num`` sequences in one batch, at most ``max_tokens`` each.
+        """Ancestral sampling of ``num`` continuations of ``primer`` in one batch.
 
         ``greedy`` takes the arg-max instead of sampling (its own mode, not a
         temperature). ``seed`` makes the output identical across runs.
         """
+        stop = StopAt(stop) if isinstance(stop, int) else stop
+        stop.check()
+        primer = list(primer)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        history = torch.full((num, 1), self.bos, dtype=torch.long)
-        state = None
-        done = torch.zeros(num, dtype=torch.bool)
-        logprobs = torch.zeros(num, 0)
-        for _ in range(max_tokens):
-            logits, state = self.model.step(history[:, -1], state)
-            scores = P.apply(processors, history, logits)
+        logits, state, prefix = self._prime(primer, num)
+        start = prefix.size(1)
+        history = torch.full((num, start + stop.max_tokens), self.pad, dtype=torch.long)
+        history[:, :start] = prefix
+        logprobs = torch.zeros(num, stop.max_tokens)
+        reason = torch.zeros(num, dtype=torch.long)  # index into REASONS; 0 = still running
+        clock = self._clock(stop, num, primer)
+        t = 0
+        for t in range(stop.max_tokens):
+            if t > 0:
+                logits, state = self.model.step(history[:, start + t - 1], state)
+            scores = P.apply(processors, history[:, : start + t], logits.index_fill(1, self.never, float("-inf")))
             if greedy:
                 nxt = scores.argmax(-1)
             else:
                 nxt = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(-1)
-            nxt = nxt.masked_fill(done, self.pad)
-            step_logp = logits.log_softmax(-1).gather(-1, nxt.unsqueeze(-1)).squeeze(-1).masked_fill(done, 0.0)
-            history = torch.cat([history, nxt.unsqueeze(-1)], dim=1)
-            logprobs = torch.cat([logprobs, step_logp.unsqueeze(-1)], dim=1)
-            done |= nxt == self.eos
-            if bool(done.all()):
+            running = reason == 0
+            nxt = nxt.masked_fill(~running, self.pad)
+            step_lp = logits.log_softmax(-1).gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
+            code = torch.where(nxt == self.eos, REASONS.index("eos"), 0)
+            if clock is not None:
+                clock.update(nxt)
+                crossed = self._crossing(clock, stop) * (code == 0)
+                code = torch.where(crossed > 0, crossed + REASONS.index("bars") - 1, code)
+                nxt = nxt.masked_fill(crossed > 0, self.pad)  # the crossing token is not kept
+            keep = running & (nxt != self.pad)
+            logprobs[:, t] = step_lp.masked_fill(~keep, 0.0)
+            history[:, start + t] = nxt
+            reason = torch.where(running, code, reason)
+            if bool((reason > 0).all()):
                 break
-        return [self._finish(history[i, 1:], logprobs[i]) for i in range(num)]
+        reason = reason.masked_fill(reason == 0, REASONS.index("max_tokens"))
+        return [self._finish(history[i, start : start + t + 1], logprobs[i, : t + 1], REASONS[int(reason[i])])
+                for i in range(num)]
 
-    def _finish(self, ids: torch.Tensor, logprobs: torch.Tensor) -> Sample:
-        ids = ids.tolist()
-        ended = self.eos in ids
-        n = ids.index(self.eos) + 1 if ended else len(ids)
-        lp = logprobs[:n].tolist()
-        return Sample(ids=ids[: n - 1] if ended else ids, logprob=float(sum(lp)), token_logprobs=lp, ended=ended)
+    def _finish(self, ids: torch.Tensor, logprobs: torch.Tensor, reason: str) -> Sample:
+        ids, lp = ids.tolist(), logprobs.tolist()
+        if reason == "eos":
+            n = ids.index(self.eos)
+            return Sample(ids=ids[:n], logprob=float(sum(lp[: n + 1])), token_logprobs=lp[: n + 1], stop_reason=reason)
+        n = ids.index(self.pad) if self.pad in ids else len(ids)
+        return Sample(ids=ids[:n], logprob=float(sum(lp[:n])), token_logprobs=lp[:n], stop_reason=reason)
+
+    # --- beam search -----------------------------------------------------------
+
+    @torch.inference_mode()
+    def beam_search(
+        self,
+        beam_size: int = 4,
+        stop: StopAt | int = 512,
+        processors: list = (),
+        length_penalty: float = 1.0,
+        primer: list[int] = (),
+    ) -> list[Sample]:
+        """The most likely continuations of ``primer``, best first (``beam_size`` of them).
+
+        Hypotheses are ranked by model log-probability divided by
+        ``length ** length_penalty`` (0: raw sum, which favours short pieces).
+        Processors act as constraints: a token they set to -inf is never
+        taken; their other effects (temperature, ...) do not change the ranking.
+        Bars and seconds limits end a hypothesis like EOS would, without it.
+        """
+        stop = StopAt(stop) if isinstance(stop, int) else stop
+        stop.check()
+        primer = list(primer)
+        logits, state, prefix = self._prime(primer, 1)
+        start = prefix.size(1)
+        history = prefix.clone()
+        scores = torch.zeros(1)
+        token_lp = torch.zeros(1, 0)
+        clock = self._clock(stop, 1, primer)
+        finished: list[tuple[float, Sample]] = []
+
+        def rank(total: float, length: int) -> float:
+            return total / max(length, 1) ** length_penalty
+
+        for t in range(stop.max_tokens):
+            if t > 0:
+                logits, state = self.model.step(history[:, -1], state)
+            logp = logits.log_softmax(-1)
+            allowed = P.apply(processors, history, logits.index_fill(1, self.never, float("-inf")))
+            logp = logp.masked_fill(torch.isinf(allowed) & (allowed < 0), float("-inf"))
+            cand = (scores.unsqueeze(-1) + logp).flatten()
+            k = min(2 * beam_size, int(torch.isfinite(cand).sum()))
+            if k == 0:
+                break
+            top, flat = torch.topk(cand, k)
+            rows, toks = flat // logp.size(-1), flat % logp.size(-1)
+            keep_rows, keep_toks, keep_scores = [], [], []
+            crossing = None
+            if clock is not None:
+                trial = clock.select(rows)
+                trial.update(toks)
+                crossing = self._crossing(trial, stop)
+            for j in range(k):
+                r, tok, total = int(rows[j]), int(toks[j]), float(top[j])
+                seq_lp = torch.cat([token_lp[r], logp[r, tok].reshape(1)])
+                if tok == self.eos or (crossing is not None and int(crossing[j]) > 0):
+                    ended = tok == self.eos
+                    ids = history[r, start:].tolist()
+                    kept_lp = seq_lp if ended else seq_lp[:-1]
+                    sample = Sample(ids=ids, logprob=float(kept_lp.sum()), token_logprobs=kept_lp.tolist(),
+                                    stop_reason="eos" if ended else REASONS[int(crossing[j]) + 1])
+                    finished.append((rank(sample.logprob, len(kept_lp)), sample))
+                else:
+                    keep_rows.append(r)
+                    keep_toks.append(tok)
+                    keep_scores.append(total)
+                if len(keep_rows) == beam_size:
+                    break
+            best_done = max((f[0] for f in finished), default=float("-inf"))
+            if len(finished) >= beam_size and (not keep_scores or rank(max(keep_scores), t + 1) < best_done):
+                break
+            if not keep_rows:
+                break
+            idx = torch.tensor(keep_rows)
+            history = torch.cat([history[idx], torch.tensor(keep_toks).unsqueeze(-1)], dim=1)
+            token_lp = torch.cat([token_lp[idx], logp[idx, torch.tensor(keep_toks)].unsqueeze(-1)], dim=1)
+            scores = torch.tensor(keep_scores)
+            state = _select_state(state, idx)
+            if clock is not None:
+                clock = clock.select(idx)
+                clock.update(torch.tensor(keep_toks))
+        else:  # the budget ran out with hypotheses still alive: they count too
+            for r in range(history.size(0)):
+                ids = history[r, start:].tolist()
+                finished.append((rank(float(scores[r]), len(ids)), Sample(
+                    ids=ids, logprob=float(scores[r]), token_logprobs=token_lp[r].tolist(), stop_reason="max_tokens")))
+        finished.sort(key=lambda f: f[0], reverse=True)
+        return [s for _, s in finished[:beam_size]]
+
+
+def _select_state(state, idx: torch.Tensor):
+    """Reorder a recurrent state ``(layers, batch, hidden)`` (or an LSTM pair) along the batch."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s[:, idx] for s in state)
+    return state[:, idx]
