@@ -89,3 +89,57 @@ def test_sample_errors_are_one_line(trained, tmp_path):
     assert proc.returncode == 2 and "temperature must be > 0" in proc.stderr
     proc = run_cli("sample", "--ckpt", str(tmp_path / "nothing"), "--out", str(tmp_path), check=False)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_primer_continuation_and_bar_limit(trained, oneills_midi, tmp_path):
+    lm = melodylm.load(trained / "last.ckpt")
+    primer_file = oneills_midi[0]
+    primer = lm.primer_ids(primer_file, bars=2)
+    primer_score = lm.to_score(primer)
+    samples = lm.sample(num=6, primer=primer, bars=4, max_tokens=400, seed=3)
+    bar_id = lm.tokenizer.vocab["Bar_None"]
+    for s in samples:
+        assert s.stop_reason in {"eos", "bars", "max_tokens"}
+        assert s.ids.count(bar_id) <= 4  # at most 4 new bars after the primer
+        assert lm.invalid_token_rate(primer + s.ids) == 0.0  # the grammar mask keeps it decodable
+        kept = lm.to_score(s.ids, primer=primer, keep_primer=True)
+        head = kept.tracks[0].notes.numpy()
+        ref = primer_score.tracks[0].notes.numpy()
+        n = len(ref["pitch"])
+        assert head["pitch"][:n].tolist() == ref["pitch"].tolist()  # the piece starts with the primer
+        assert head["time"][:n].tolist() == ref["time"].tolist()
+        dropped = lm.to_score(s.ids, primer=primer, keep_primer=False)
+        assert dropped.note_num() == kept.note_num() - n
+    # The score of the continuation given the primer is the sum the sampler saw.
+    s = samples[0]
+    lp = lm.decoder.token_logprobs([s.ids], primer=primer)[0]
+    total = float(lp.sum()) if s.ended else float(lp[:-1].sum())
+    assert abs(total - s.logprob) < 1e-3
+
+
+def test_sample_cli_with_constraints_writes_wav_and_sidecar(trained, oneills_midi, tmp_path):
+    out = tmp_path / "s"
+    run_cli("sample", "--ckpt", str(trained), "--num", "3", "--seed", "2", "--out", str(out),
+            "--primer", str(oneills_midi[1]), "--primer-bars", "1", "--bars", "4", "--key", "D major",
+            "--pitch-range", "55:91", "--max-tokens", "300", "--drop-primer")
+    for mid in sorted(out.glob("*.mid")):
+        meta = json.loads(mid.with_suffix(".json").read_text())
+        assert meta["invalid_token_rate"] == 0.0 and meta["settings"]["key"] == "D major"
+        assert mid.with_suffix(".wav").stat().st_size > 1000
+        score = Score(str(mid))
+        pitches = score.tracks[0].notes.numpy()["pitch"].astype(int)
+        assert meta["primer_tokens"] > 0 and len(pitches) > 0
+        assert ((pitches >= 55) & (pitches < 91)).all()
+        assert set((pitches % 12).tolist()) <= {2, 4, 6, 7, 9, 11, 1}  # D major
+    proc = run_cli("sample", "--ckpt", str(trained), "--key", "C major", "--pitch-range", "61:62",
+                   "--out", str(tmp_path / "x"), check=False)
+    assert proc.returncode == 2 and "leaves no pitch" in proc.stderr
+
+
+def test_beam_search_api(trained):
+    lm = melodylm.load(trained / "last.ckpt")
+    beams = lm.beam_search(beam_size=3, max_tokens=60)
+    assert 1 <= len(beams) <= 3
+    ranked = [s.logprob / max(len(s.token_logprobs), 1) for s in beams]
+    assert ranked == sorted(ranked, reverse=True)
+    assert all(lm.invalid_token_rate(s.ids) == 0.0 for s in beams)
