@@ -184,7 +184,7 @@ class MusicLM:
             track.notes = Note.from_numpy(**{k: v[keep] for k, v in arr.items()})
         bar_starts = score.get_downbeats()
         shift = int(bar_starts[bar_starts <= cut].max()) if cut is not None and len(bar_starts) else 0
-        return score.shift_time(-shift)
+        return _shift_left(score, shift)
 
     def invalid_token_rate(self, ids: list[int]) -> float:
         """miditok's own error measure: share of tokens breaking the grammar (0 = valid)."""
@@ -222,6 +222,22 @@ class MusicLM:
         logp = self.decoder.token_logprobs([ids])[0]
         return ScoreResult(logprob=float(logp.sum()), tokens=len(logp), notes=score.note_num(),
                            seconds=float(score.to("second").end()))
+
+
+def _shift_left(score: Score, ticks: int) -> Score:
+    """Move everything ``ticks`` earlier; tempo and meter in force at ``ticks`` move to 0."""
+    out = score.copy()
+    for track in out.tracks:
+        track.shift_time(-ticks, inplace=True)
+    for events in (out.time_signatures, out.tempos, out.key_signatures):
+        before = [e for e in events if e.time <= ticks]
+        after = [e for e in events if e.time > ticks]
+        events.clear()
+        for e in ([before[-1]] if before else []) + after:
+            e = e.copy()
+            e.time = max(e.time - ticks, 0)
+            events.append(e)
+    return out
 
 
 def load(path: str | Path) -> MusicLM:
