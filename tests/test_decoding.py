@@ -154,3 +154,13 @@ def test_pad_and_bos_are_never_generated(markov):
     dec = Decoder(MarkovLM(table / 5), bos=BOS, eos=EOS, pad=PAD)
     for s in dec.sample(64, 20, [], seed=0):
         assert PAD not in s.ids and BOS not in s.ids
+
+
+def test_draw_follows_the_distribution_and_never_picks_banned_ids():
+    from melodylm.decoding.core import _draw
+
+    scores = torch.tensor([[0.0, math.log(3.0), float("-inf")]]).expand(20000, -1)
+    picks = _draw(scores, torch.Generator().manual_seed(0))
+    freq = torch.bincount(picks, minlength=3).float() / len(picks)
+    assert freq[2] == 0
+    assert abs(float(freq[1]) - 0.75) < 0.015

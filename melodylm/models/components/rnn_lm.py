@@ -56,6 +56,7 @@ class RecurrentLM(nn.Module):
         self.head = nn.Linear(out_dim, vocab_size)
         if tie_weights:
             self.head.weight = self.embedding.weight
+        self._fast = None  # FastStep: weights laid out for step(), built on first use  # weights laid out for step(), built on first use
 
     @property
     def vocab_size(self) -> int:
@@ -70,12 +71,51 @@ class RecurrentLM(nn.Module):
         return self.head(y), state
 
     def step(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """One decoding step: ids ``(batch,)`` -> logits ``(batch, vocab_size)`` and the new state."""
-        logits, state = self.forward(ids.unsqueeze(1), state)
-        return logits[:, 0], state
+        """One decoding step: ids ``(batch,)`` -> logits ``(batch, vocab_size)`` and the new state.
+
+        The state has the layout ``forward`` uses, so the two can be mixed
+        freely (score a primer with ``forward``, continue with ``step``).
+
+        In eval mode with autograd off (``torch.inference_mode()`` or
+        ``torch.no_grad()``, as the decoder runs it) this is the fast path: the
+        cell equations written out over weights cached in the layout the CPU
+        multiplies fastest, built on first use and rebuilt whenever a parameter
+        changes (``load_state_dict``, an optimizer step, ``.to()``). In-place
+        writes through ``param.data`` bypass the version counters that detect
+        this; call ``model.eval()`` afterwards, which drops the cache. The
+        cache holds about one more copy of the weights, two once a batch of 2
+        or more has been stepped (see ``_Affine``). In train mode, or with
+        autograd on, ``step`` runs ``forward`` on a length-1 sequence, so
+        dropout and gradients behave as in training.
+        """
+        if self.training or torch.is_grad_enabled():
+            logits, state = self.forward(ids.unsqueeze(1), state)
+            return logits[:, 0], state
+        return self._step_cache().step(ids, state if state is not None else self.initial_state(ids.shape[0]))
 
     def initial_state(self, batch_size: int) -> State:
         """Zero state for ``batch_size`` sequences, on the model's device and dtype."""
         w = self.head.weight
         h = w.new_zeros(self.config["num_layers"], batch_size, self.config["hidden_size"])
         return (h, h.clone()) if self.cell == "lstm" else h
+
+    def train(self, mode: bool = True) -> "RecurrentLM":
+        self._fast = None  # switching mode (model.eval() too) drops the step cache; it is rebuilt on demand
+        return super().train(mode)
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "_fast": None}  # oneDNN-packed weights neither pickle nor deepcopy
+
+    def _step_cache(self):
+        modules = (self.embedding, self.rnn, self.projection, self.head)  # everything step reads
+        params = [p for m in modules if m is not None for p in m._parameters.values()]
+        try:
+            key = tuple((p.data_ptr(), p._version) for p in params)
+        except RuntimeError:  # parameters created under inference_mode have no version counter
+            key = tuple(p.data_ptr() for p in params)
+        if self._fast is None or self._fast.key != key:
+            from melodylm.models.components.fast_step import FastStep
+
+            with torch.no_grad():
+                self._fast = FastStep(self, key)
+        return self._fast
