@@ -60,7 +60,8 @@ class PrepareSettings:
     def cache_key(self) -> str:
         blob = asdict(self)
         blob.pop("bpe_vocab")  # BPE is learned after the per-file pass
-        blob.update(miditok=version("miditok"), format=CACHE_FORMAT)
+        # The vocabulary itself, not just our options: a change in build_tokenizer or miditok changes the ids.
+        blob.update(miditok=version("miditok"), format=CACHE_FORMAT, vocabulary=fingerprint(self.base_tokenizer()))
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
     def base_tokenizer(self) -> miditok.MusicTokenizer:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from miditok import TokSequence
 import pytest
 
 from melodylm import prepare as prep
@@ -152,3 +153,25 @@ def test_user_errors_are_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "neither a file" in proc.stderr
     proc = run_cli("prepare", "music21:nosuchcorpus", "--out", str(tmp_path / "o"), check=False)
     assert proc.returncode == 2 and "no corpus named" in proc.stderr
+
+
+def test_cache_is_keyed_on_the_vocabulary(tmp_path, oneills_midi, monkeypatch):
+    """Changing how the tokenizer is built (same options) must not reuse cached ids."""
+    from melodylm import tokenizer as tok
+
+    folder = str(oneills_midi[0].parent)
+    prepare([folder], tmp_path / "out", PrepareSettings(), workers=1)
+    original = tok.build_tokenizer
+
+    def coarser(kind="REMI", pitch_range=(21, 109), velocities=0, beat_res=None):
+        return original(kind, pitch_range, velocities, beat_res={(0, 4): 8, (4, 12): 4})
+
+    monkeypatch.setattr(prep, "build_tokenizer", coarser)
+    summary = prepare([folder], tmp_path / "out", PrepareSettings(), workers=1)
+    from melodylm.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(tmp_path / "out" / "tokenizer.json")
+    assert summary["vocab_size"] == len(tokenizer)
+    for i in range(3):
+        assert tokenizer.tokens_errors(TokSequence(ids=Pieces(tmp_path / "out", "train")[i].tolist())) == 0
+    assert int(Pieces(tmp_path / "out", "train").flat.max()) < len(tokenizer)
