@@ -7,7 +7,7 @@ batch 1 and 64, 512 generated tokens:
 - ``forward`` on a length-1 input with the carried state (what ``step`` did before);
 - ``step``: the fast path (cell equations over cached, pre-packed weights);
 - ``Decoder.sample`` with Temperature + TopK + TopP, and with the musical
-  processors too (those that exist; see ``EXTRA_PROCESSORS``);
+  constraints too (grammar mask, repetition penalty, pitch range & key, monophony);
 - the processors alone, replayed over a sampled history: their share of a step;
 - the memory-bandwidth bound at batch 1: parameter bytes read once per step
   against a measured copy bandwidth (main memory, and a copy that fits in L3).
@@ -22,14 +22,15 @@ says otherwise (the bench sets them; the library never does).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import time
 
 import torch
 
 from bench.common import machine, table
+from melodylm.decoding import constraints as C
 from melodylm.decoding import processors as P
+from melodylm.decoding.grammar import GrammarMask
 from melodylm.decoding.core import Decoder
 from melodylm.models.components.rnn_lm import RecurrentLM
 from melodylm.tokenizer import SpecialIds, build_tokenizer
@@ -46,30 +47,14 @@ def sampling_processors(tokenizer, max_tokens: int) -> list:
 
 
 # Musical processors added when they exist: (module, class name, how to build one).
-# A missing class or a constructor that fails is reported as skipped, not fatal.
-EXTRA_PROCESSORS = [
-    ("melodylm.decoding.grammar", "GrammarMask", lambda cls, tok, n: cls(tok, max_tokens=n)),
-    ("melodylm.decoding.processors", "RepetitionPenalty", lambda cls, tok, n: cls(1.2)),
-    ("melodylm.decoding.processors", "PitchRange", lambda cls, tok, n: cls(tok, 55, 91)),
-    ("melodylm.decoding.processors", "AllowedPitchClasses", lambda cls, tok, n: cls(tok, "D major")),
-    ("melodylm.decoding.processors", "Monophonic", lambda cls, tok, n: cls(tok)),
-]
-
-
 def extra_processors(tokenizer, max_tokens: int) -> tuple[list, list[str]]:
-    """Fresh instances of the musical processors that exist, and a note per skipped one."""
-    built, skipped = [], []
-    for module, name, make in EXTRA_PROCESSORS:
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            skipped.append(f"{name} (not in {module})")
-            continue
-        try:
-            built.append(make(cls, tokenizer, max_tokens))
-        except Exception as err:  # an API still being written must not stop the bench
-            skipped.append(f"{name} ({type(err).__name__}: {err})")
-    return built, skipped
+    """Fresh musical constraints as ``melodylm sample`` builds them (one combined pitch filter)."""
+    return [
+        GrammarMask(tokenizer, max_tokens=max_tokens),
+        P.RepetitionPenalty(1.2),
+        C.PitchRange(tokenizer, 55, 91) & C.AllowedPitchClasses(tokenizer, "D major"),
+        C.Monophonic(tokenizer),
+    ], []
 
 
 def best_of(repeats: int, run, fresh=list, warm_up: bool = True) -> float:

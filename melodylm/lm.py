@@ -16,6 +16,7 @@ from miditok import TokSequence
 from symusic import Note, Score
 
 from melodylm.checkpoint import module_state, read_checkpoint
+from melodylm.decoding import constraints as C
 from melodylm.decoding import processors as P
 from melodylm.decoding.core import Decoder, Sample, StopAt
 from melodylm.decoding.timeline import Timeline
@@ -94,13 +95,13 @@ class MusicLM:
             procs.append(P.MinNotes(min_notes, self.special.eos, self.notes_per_id))
         pitch_filters = []
         if pitch_range is not None:
-            pitch_filters.append(P.PitchRange(self.tokenizer, *pitch_range))
+            pitch_filters.append(C.PitchRange(self.tokenizer, *pitch_range))
         if key:
-            pitch_filters.append(P.AllowedPitchClasses(self.tokenizer, P.scale_pitch_classes(key)))
+            pitch_filters.append(C.AllowedPitchClasses(self.tokenizer, C.scale_pitch_classes(key)))
         if pitch_filters:  # one combined filter: also refuses a range holding no pitch of the key
             procs.append(pitch_filters[0] if len(pitch_filters) == 1 else pitch_filters[0] & pitch_filters[1])
         if monophonic:
-            procs.append(P.Monophonic(self.tokenizer))
+            procs.append(C.Monophonic(self.tokenizer))
         if repetition_penalty != 1.0:
             procs.append(P.RepetitionPenalty(repetition_penalty))
         if sampling:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from miditok import TokSequence
 
+from melodylm.decoding import constraints as C
 from melodylm.decoding import processors as P
 from melodylm.decoding.core import Decoder
 from melodylm.decoding.grammar import GrammarMask
@@ -75,12 +76,12 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
 
 def test_pitch_range_bans_exactly_the_note_starts_outside(toks):
     tok = toks["REMI"]
-    out = named(tok, kept(P.PitchRange(tok, 60, 62), history(tok), len(tok)))
+    out = named(tok, kept(C.PitchRange(tok, 60, 62), history(tok), len(tok)))
     assert out & of_type(tok, "Pitch", "PitchDrum") == {"Pitch_60", "Pitch_61", "PitchDrum_60", "PitchDrum_61"}
     assert of_type(tok, "Position", "Duration", "Bar", "TimeSig", "EOS") <= out
 
     tok = toks["MIDILike"]
-    out = named(tok, kept(P.PitchRange(tok, 100, 128), history(tok), len(tok)))
+    out = named(tok, kept(C.PitchRange(tok, 100, 128), history(tok), len(tok)))
     assert out & of_type(tok, "NoteOn", "DrumOn") == {f"NoteOn_{p}" for p in range(100, 128)} & set(tok.vocab)
     assert "NoteOn_100" in out
     assert of_type(tok, "NoteOff", "DrumOff", "TimeShift") <= out  # sounding notes can always end
@@ -88,15 +89,15 @@ def test_pitch_range_bans_exactly_the_note_starts_outside(toks):
 
 def test_allowed_pitch_classes_keep_exactly_the_scale(toks):
     tok = toks["TSD"]
-    proc = P.AllowedPitchClasses(tok, "D major")
+    proc = C.AllowedPitchClasses(tok, "D major")
     assert proc.pitch_classes == {1, 2, 4, 6, 7, 9, 11}
     out = named(tok, kept(proc, history(tok), len(tok)))
     pitches = {int(t.split("_")[1]) for t in out & of_type(tok, "Pitch")}
     vocab_pitches = {int(t.split("_")[1]) for t in of_type(tok, "Pitch")}
     assert pitches == {p for p in vocab_pitches if p % 12 in {1, 2, 4, 6, 7, 9, 11}}
     assert of_type(tok, "Duration", "TimeShift") <= out
-    assert kept(P.AllowedPitchClasses(tok, [0, 4, 7]), history(tok), len(tok)) == kept(
-        P.AllowedPitchClasses(tok, {7, 0, 4}), history(tok), len(tok))
+    assert kept(C.AllowedPitchClasses(tok, [0, 4, 7]), history(tok), len(tok)) == kept(
+        C.AllowedPitchClasses(tok, {7, 0, 4}), history(tok), len(tok))
 
 
 @pytest.mark.parametrize("name, classes", [
@@ -109,35 +110,35 @@ def test_allowed_pitch_classes_keep_exactly_the_scale(toks):
     ("G major pentatonic", {7, 9, 11, 2, 4}),
 ])
 def test_scale_pitch_classes(name, classes):
-    assert P.scale_pitch_classes(name) == classes
+    assert C.scale_pitch_classes(name) == classes
 
 
 @pytest.mark.parametrize("name", ["H major", "C bebop", "major", "C", "C## major", ""])
 def test_unknown_scale_raises(name):
     with pytest.raises(ValueError, match="unknown key"):
-        P.scale_pitch_classes(name)
+        C.scale_pitch_classes(name)
 
 
 def test_impossible_pitch_constraints_raise_at_construction(toks):
     tok = toks["REMI"]
     with pytest.raises(ValueError, match="no pitch"):
-        P.PitchRange(tok, 0, 20)  # the vocabulary starts at 21
+        C.PitchRange(tok, 0, 20)  # the vocabulary starts at 21
     with pytest.raises(ValueError):
-        P.PitchRange(tok, 70, 60)
+        C.PitchRange(tok, 70, 60)
     with pytest.raises(ValueError):
-        P.AllowedPitchClasses(tok, [])
+        C.AllowedPitchClasses(tok, [])
     with pytest.raises(ValueError):
-        P.AllowedPitchClasses(tok, [12])
-    only_c_sharp = P.PitchRange(tok, 61, 62)
-    d_major = P.AllowedPitchClasses(tok, "D major")
-    c_major = P.AllowedPitchClasses(tok, "C major")
+        C.AllowedPitchClasses(tok, [12])
+    only_c_sharp = C.PitchRange(tok, 61, 62)
+    d_major = C.AllowedPitchClasses(tok, "D major")
+    c_major = C.AllowedPitchClasses(tok, "C major")
     with pytest.raises(ValueError, match="no pitch"):
         only_c_sharp & c_major
     with pytest.raises(ValueError, match="no pitch"):
-        P.check_compatible([P.Temperature(1.0), only_c_sharp, c_major])
+        C.check_compatible([P.Temperature(1.0), only_c_sharp, c_major])
     both = only_c_sharp & d_major  # C#4 is in D major
     assert named(tok, kept(both, history(tok), len(tok))) & of_type(tok, "Pitch") == {"Pitch_61"}
-    P.check_compatible([only_c_sharp, d_major])
+    C.check_compatible([only_c_sharp, d_major])
 
 
 def test_pitch_filters_look_inside_bpe_merges_and_stateful_ones_refuse_bpe():
@@ -163,14 +164,14 @@ def test_pitch_filters_look_inside_bpe_merges_and_stateful_ones_refuse_bpe():
     learned = {vid: tok._vocab_learned_bytes_to_tokens[b] for b, vid in tok.vocab_model.items()}
     merges = {vid: base for vid, base in learned.items() if len(base) > 1}
     assert any("Pitch_60" in base for base in merges.values()) and any("Pitch_66" in base for base in merges.values())
-    out = kept(P.PitchRange(tok, 60, 64), torch.tensor([[1]]), len(tok))
+    out = kept(C.PitchRange(tok, 60, 64), torch.tensor([[1]]), len(tok))
     for vid, base in learned.items():
         pitches = [int(t.split("_")[1]) for t in base if t.startswith(("Pitch_", "PitchDrum_"))]
         assert (vid in out) == all(60 <= p < 64 for p in pitches), base
     with pytest.raises(ValueError, match="without BPE"):
         GrammarMask(tok)
     with pytest.raises(ValueError, match="without BPE"):
-        P.Monophonic(tok)
+        C.Monophonic(tok)
 
 
 # --- grammar mask: exact ids on hand-made histories ---------------------------------
@@ -259,7 +260,7 @@ def test_grammar_budget_too_short_for_a_primer_keeps_the_plain_grammar(toks):
 
 def test_monophonic_remi_waits_for_the_note_to_end(toks):
     tok = toks["REMI"]
-    m = P.Monophonic(tok)
+    m = C.Monophonic(tok)
     h = ("Bar_None", "TimeSig_4/4", "Position_12", "Pitch_60", "Duration_1.0.24")  # ends at position 36
     banned = set(range(len(tok))) - kept(m, history(tok, *h), len(tok))
     too_early = {f"Position_{p}" for p in range(36)}
@@ -274,13 +275,13 @@ def test_monophonic_remi_waits_for_the_note_to_end(toks):
 
 def test_monophonic_tsd_and_midilike(toks):
     tok = toks["TSD"]
-    m = P.Monophonic(tok)
+    m = C.Monophonic(tok)
     h = ("Pitch_60", "Duration_0.12.24", "TimeShift_0.6.24")
     assert not of_type(tok, "Pitch", "PitchDrum") & named(tok, kept(m, history(tok, *h), len(tok)))
     assert of_type(tok, "Pitch") <= named(tok, kept(m, history(tok, *h, "TimeShift_0.6.24"), len(tok)))
 
     tok = toks["MIDILike"]
-    m = P.Monophonic(tok)
+    m = C.Monophonic(tok)
     assert not of_type(tok, "NoteOn", "DrumOn") & named(tok, kept(m, history(tok, "NoteOn_60"), len(tok)))
     done = ("NoteOn_60", "TimeShift_0.6.24", "NoteOff_60")
     assert of_type(tok, "NoteOn") <= named(tok, kept(m, history(tok, *done), len(tok)))
@@ -291,8 +292,8 @@ def test_processors_do_not_modify_their_input(toks):
     ids = history(tok, "Bar_None", "TimeSig_4/4", "Position_0", "Pitch_60", "Duration_1.0.24").repeat(2, 1)
     logits = torch.randn(2, len(tok))
     before_ids, before_logits = ids.clone(), logits.clone()
-    for proc in (GrammarMask(tok, max_tokens=10), P.Monophonic(tok), P.RepetitionPenalty(1.5, 3),
-                 P.PitchRange(tok, 60, 72), P.AllowedPitchClasses(tok, "A minor")):
+    for proc in (GrammarMask(tok, max_tokens=10), C.Monophonic(tok), P.RepetitionPenalty(1.5, 3),
+                 C.PitchRange(tok, 60, 72), C.AllowedPitchClasses(tok, "A minor")):
         out = proc(ids, logits)
         assert out is not logits
         torch.testing.assert_close(logits, before_logits)
@@ -307,7 +308,7 @@ def test_state_matches_a_fresh_replay(toks, kind):
     """Whatever way the history arrives (growing buffer, new tensors, reordered rows), the mask equals a replay."""
     tok, sp = toks[kind], SpecialIds(toks[kind])
     gen = torch.Generator().manual_seed(0)
-    fresh = lambda budget: [GrammarMask(tok, max_tokens=budget), P.Monophonic(tok)]  # noqa: E731
+    fresh = lambda budget: [GrammarMask(tok, max_tokens=budget), C.Monophonic(tok)]  # noqa: E731
     buf = torch.full((3, 41), sp.pad)
     buf[:, 0] = sp.bos
     grown, copied = fresh(40), fresh(40)
@@ -363,11 +364,11 @@ def test_grammar_samples_have_zero_errors(toks, kind):
 def test_constrained_samples_obey_on_decoded_notes(toks, kind):
     tok = toks[kind]
     procs = [GrammarMask(tok, max_tokens=MAX_TOKENS),
-             P.PitchRange(tok, 55, 80) & P.AllowedPitchClasses(tok, "E dorian"),
-             P.Monophonic(tok), P.RepetitionPenalty(1.3, 16),
+             C.PitchRange(tok, 55, 80) & C.AllowedPitchClasses(tok, "E dorian"),
+             C.Monophonic(tok), P.RepetitionPenalty(1.3, 16),
              P.MinNotes(2, SpecialIds(tok).eos, torch.as_tensor(note_counts(tok)))]
     samples = make_decoder(tok, seed=2).sample(NUM, MAX_TOKENS, procs, seed=3)
-    scale = P.scale_pitch_classes("E dorian")
+    scale = C.scale_pitch_classes("E dorian")
     total = 0
     for s in samples:
         assert errors(tok, s.ids) == 0

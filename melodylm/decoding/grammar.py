@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import torch
 
-from melodylm.decoding.processors import NOTE_ENDS, NOTE_STARTS, _Stateful, _vocabulary
+from melodylm.decoding.constraints import NOTE_ENDS, NOTE_STARTS, _Stateful, _vocabulary
 
 SPECIAL = {"PAD", "BOS", "EOS"}
 SUPPORTED_TYPES = {*SPECIAL, *NOTE_STARTS, *NOTE_ENDS, "Velocity", "Duration", "TimeShift", "Bar", "Position",
