@@ -7,7 +7,7 @@ CORPUS ?= music21:oneills1850
 DATA ?= datasets/prepared/oneills1850
 SAMPLES ?= samples/quickstart
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench audio clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.train_overhead
 	$(BIN)/python -m bench.prepare_throughput
+	$(BIN)/python -m bench.decode_speed
+
+# Optional: General MIDI rendering for the WAVs (otherwise pretty_midi's sine synthesis).
+audio:
+	command -v fluidsynth >/dev/null || apt-get install -y --no-install-recommends fluidsynth fluid-soundfont-gm
 
 clean:
 	rm -rf $(VENV) samples checkpoints/*/ datasets/prepared
