@@ -1,0 +1,116 @@
+"""The piano-roll benchmark (Boulanger-Lewandowski et al. 2012): rolls <-> frame tokens <-> MIDI.
+
+Data: MATLAB files with ``traindata`` / ``validdata`` / ``testdata``, each a
+cell array of binary ``(frames, 88)`` rolls, column 0 = MIDI pitch 21.
+
+Tokens (frame-serialised, lossless): for every frame its active keys in
+ascending order, then ``FRAME``; after the last frame ``EOS``. The vocabulary
+is ``PAD, BOS, EOS, FRAME`` and one token per key. A piece's NLL per frame is
+the sum of the NLL of every token that encodes it (key tokens, every
+``FRAME``, the final ``EOS``) divided by its number of frames: the cost of
+the whole 88-key frame given all earlier frames, as in the published tables
+(which leave out frame 1 and the end of the piece, so ours can only be
+pessimistic). Issue #4 builds the benchmark command on this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from symusic import Note, Score, Track
+
+from melodylm.errors import UserError
+
+LOWEST = 21
+KEYS = 88
+PAD, BOS, EOS, FRAME = range(4)
+FIRST_KEY = 4
+VOCAB_SIZE = FIRST_KEY + KEYS
+SPLITS = {"train": "traindata", "val": "validdata", "test": "testdata"}
+
+
+def load_mat(path: str | Path) -> dict[str, list[np.ndarray]]:
+    """``{"train"|"val"|"test": [bool array (frames, 88), ...]}`` from a Boulanger-Lewandowski .mat file."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        mat = loadmat(path)
+    except Exception as err:  # scipy raises several types for non-MAT input
+        raise UserError(f"{path} is not a MATLAB v5 file ({type(err).__name__}: {err})") from err
+    missing = [key for key in SPLITS.values() if key not in mat]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: not a piano-roll benchmark file")
+    splits = {}
+    for split, key in SPLITS.items():
+        rolls = [np.asarray(r) for r in mat[key].ravel()]
+        for i, roll in enumerate(rolls):
+            if roll.ndim != 2 or roll.shape[1] != KEYS or not np.isin(roll, (0, 1)).all():
+                raise UserError(f"{path}: {key}[{i}] is not a binary (frames, {KEYS}) roll: shape {roll.shape}")
+        splits[split] = [r.astype(bool) for r in rolls]
+    return splits
+
+
+def roll_to_ids(roll: np.ndarray) -> list[int]:
+    """``(frames, 88)`` binary roll -> token ids (no BOS; ends with EOS)."""
+    ids: list[int] = []
+    for frame in np.asarray(roll, dtype=bool):
+        ids += (np.flatnonzero(frame) + FIRST_KEY).tolist()
+        ids.append(FRAME)
+    ids.append(EOS)
+    return ids
+
+
+def ids_to_roll(ids: list[int]) -> np.ndarray:
+    """Inverse of :func:`roll_to_ids` (stops at EOS; a last frame without FRAME still counts)."""
+    frames, current = [], np.zeros(KEYS, dtype=bool)
+    for tok in ids:
+        if tok == EOS:
+            break
+        if tok == FRAME:
+            frames.append(current)
+            current = np.zeros(KEYS, dtype=bool)
+        elif FIRST_KEY <= tok < VOCAB_SIZE:
+            current[tok - FIRST_KEY] = True
+        else:
+            raise ValueError(f"token {tok} is not a frame token")
+    if current.any():
+        frames.append(current)
+    return np.array(frames, dtype=bool).reshape(-1, KEYS)
+
+
+def frame_nll(token_logprobs: np.ndarray, frames: int) -> float:
+    """NLL per frame (nats): minus the sum of the log-probabilities of every token of a piece, over its frames."""
+    return -float(np.sum(token_logprobs)) / frames
+
+
+def roll_to_score(roll: np.ndarray, ticks_per_frame: int = 480, tpq: int = 480) -> Score:
+    """A roll as MIDI: consecutive active frames of a key form one held note (one frame = ``ticks_per_frame``)."""
+    roll = np.asarray(roll, dtype=bool)
+    padded = np.vstack([np.zeros((1, KEYS), bool), roll, np.zeros((1, KEYS), bool)]).astype(np.int8)
+    change = np.diff(padded, axis=0)
+    starts, ends = np.nonzero(change == 1), np.nonzero(change == -1)
+    order_s, order_e = np.lexsort((starts[0], starts[1])), np.lexsort((ends[0], ends[1]))
+    onset, key = starts[0][order_s], starts[1][order_s]
+    offset = ends[0][order_e]
+    time = (onset * ticks_per_frame).astype(np.int32)
+    score = Score(tpq)
+    track = Track(name="roll", program=0)
+    track.notes = Note.from_numpy(time=time, duration=((offset - onset) * ticks_per_frame).astype(np.int32),
+                                  pitch=(key + LOWEST).astype(np.int8), velocity=np.full(len(time), 80, np.int8))
+    track.notes.sort()
+    score.tracks.append(track)
+    return score
+
+
+def score_to_roll(score: Score, frames: int, ticks_per_frame: int = 480) -> np.ndarray:
+    """Inverse of :func:`roll_to_score` for scores on the frame grid."""
+    roll = np.zeros((frames, KEYS), dtype=bool)
+    for track in score.tracks:
+        a = track.notes.numpy()
+        for t, d, p in zip(a["time"] // ticks_per_frame, a["duration"] // ticks_per_frame, a["pitch"]):
+            roll[t : t + d, int(p) - LOWEST] = True
+    return roll

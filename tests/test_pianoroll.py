@@ -1,0 +1,65 @@
+"""Piano-roll benchmark data: exact round trips and the per-frame NLL."""
+
+import math
+
+import numpy as np
+import pytest
+
+from melodylm.errors import UserError
+from melodylm.pianoroll import (EOS, FIRST_KEY, FRAME, frame_nll, ids_to_roll, load_mat, roll_to_ids,
+                                roll_to_score, score_to_roll)
+from tests.conftest import SHARED_DATA
+
+ROLLS = SHARED_DATA / "pianoroll"
+
+
+def toy_roll():
+    roll = np.zeros((3, 88), dtype=bool)
+    roll[0, [39, 43]] = True  # C4 (MIDI 60) and E4
+    roll[1, 39] = True  # C4 held
+    return roll  # frame 2 is silent
+
+
+def test_tokens_of_a_toy_roll():
+    assert roll_to_ids(toy_roll()) == [FIRST_KEY + 39, FIRST_KEY + 43, FRAME, FIRST_KEY + 39, FRAME, FRAME, EOS]
+    np.testing.assert_array_equal(ids_to_roll(roll_to_ids(toy_roll())), toy_roll())
+
+
+def test_midi_round_trip_holds_notes_across_frames():
+    score = roll_to_score(toy_roll(), ticks_per_frame=240)
+    notes = score.tracks[0].notes.numpy()
+    assert sorted(zip(notes["time"].tolist(), notes["duration"].tolist(), notes["pitch"].tolist())) == [
+        (0, 240, 64), (0, 480, 60)]
+    np.testing.assert_array_equal(score_to_roll(score, 3, ticks_per_frame=240), toy_roll())
+
+
+def test_frame_nll_by_hand():
+    # Two frames: {C4} then {}; tokens C4, FRAME, FRAME, EOS with made-up probabilities.
+    roll = np.zeros((2, 88), dtype=bool)
+    roll[0, 39] = True
+    ids = roll_to_ids(roll)
+    assert ids == [FIRST_KEY + 39, FRAME, FRAME, EOS]
+    probs = [0.5, 0.8, 0.9, 0.25]
+    expected = -(math.log(0.5) + math.log(0.8) + math.log(0.9) + math.log(0.25)) / 2
+    assert math.isclose(frame_nll(np.log(probs), frames=2), expected)
+
+
+@pytest.mark.skipif(not ROLLS.is_dir(), reason=f"{ROLLS} is absent (set MELODYLM_SHARED_DATA)")
+@pytest.mark.parametrize("name, pieces, test_frames", [("JSB_Chorales", (229, 76, 77), 4725),
+                                                       ("Nottingham", (694, 173, 170), 44463)])
+def test_every_piece_round_trips(name, pieces, test_frames):
+    splits = load_mat(ROLLS / f"{name}.mat")
+    assert tuple(len(splits[s]) for s in ("train", "val", "test")) == pieces
+    assert sum(len(r) for r in splits["test"]) == test_frames
+    for rolls in splits.values():
+        for roll in rolls:
+            np.testing.assert_array_equal(ids_to_roll(roll_to_ids(roll)), roll)
+            np.testing.assert_array_equal(score_to_roll(roll_to_score(roll), len(roll)), roll)
+
+
+def test_bad_files_are_user_errors(tmp_path):
+    (tmp_path / "x.mat").write_bytes(b"not matlab")
+    with pytest.raises(UserError):
+        load_mat(tmp_path / "x.mat")
+    with pytest.raises(UserError, match="does not exist"):
+        load_mat(tmp_path / "missing.mat")
