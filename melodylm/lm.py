@@ -23,7 +23,7 @@ from melodylm.decoding.timeline import Timeline
 from melodylm.errors import UserError
 from melodylm.midi import CleanOptions, Rejected, clean_score, read_score
 from melodylm.models.components.rnn_lm import RecurrentLM
-from melodylm.tokenizer import SpecialIds, note_counts, tokenizer_from_json
+from melodylm.tokenizer import SpecialIds, note_counts, score_to_ids, tokenizer_from_json
 
 
 @dataclass
@@ -208,8 +208,7 @@ class MusicLM:
             score, _ = clean_score(self._read(midi), self.clean)
         except Rejected as rej:
             raise UserError(f"{midi}: {rej}") from rej
-        seq = self.tokenizer.encode(score)
-        return (seq[0] if isinstance(seq, list) else seq).ids, score
+        return score_to_ids(self.tokenizer, score), score
 
     # --- likelihood -------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from melodylm.errors import UserError
 from melodylm.midi import MIDI_SUFFIXES, CleanOptions, Rejected, clean_score, read_score, transposed
 from melodylm.progress import progress_bar
 from melodylm.store import SPLITS, save_split
-from melodylm.tokenizer import build_tokenizer, fingerprint, tokenizer_from_json, tokenizer_to_json
+from melodylm.tokenizer import build_tokenizer, fingerprint, score_to_ids, tokenizer_from_json, tokenizer_to_json
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -72,11 +72,6 @@ def split_of(sha256: str, val_frac: float, test_frac: float) -> str:
     """Deterministic split from the content hash: the same file always lands in the same split."""
     u = int(sha256[:12], 16) / 16**12
     return "test" if u < test_frac else "val" if u < test_frac + val_frac else "train"
-
-
-def score_to_ids(tokenizer: miditok.MusicTokenizer, score) -> list[int]:
-    seq = tokenizer.encode(score)
-    return (seq[0] if isinstance(seq, list) else seq).ids
 
 
 # --- worker side -----------------------------------------------------------------

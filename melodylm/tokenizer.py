@@ -55,6 +55,12 @@ def build_tokenizer(
     return TOKENIZERS[kind](config)
 
 
+def score_to_ids(tokenizer: miditok.MusicTokenizer, score) -> list[int]:
+    """One score -> one stream of token ids (miditok returns a list of one sequence without programs)."""
+    seq = tokenizer.encode(score)
+    return (seq[0] if isinstance(seq, list) else seq).ids
+
+
 def tokenizer_to_json(tokenizer: miditok.MusicTokenizer) -> str:
     """miditok's JSON description of ``tokenizer`` (config, and BPE model if trained)."""
     with tempfile.TemporaryDirectory() as tmp:

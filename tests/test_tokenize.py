@@ -5,8 +5,7 @@ import pytest
 from miditok import TokSequence
 
 from melodylm.midi import CleanOptions, clean_score, read_score
-from melodylm.prepare import score_to_ids
-from melodylm.tokenizer import build_tokenizer, fingerprint, tokenizer_from_json, tokenizer_to_json
+from melodylm.tokenizer import build_tokenizer, fingerprint, score_to_ids, tokenizer_from_json, tokenizer_to_json
 
 
 def notes_in_beats(score):
