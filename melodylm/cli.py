@@ -115,6 +115,35 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="music metrics of generated MIDI vs a reference folder (MGEval-style OA/KL)")
     evaluate.add_arguments(e)
 
+    b = sub.add_parser("bench", help="likelihood benchmarks in the literature's units (piano-roll, melody)")
+    bsub = b.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    r = bsub.add_parser("pianoroll", help="train and test on a piano-roll .mat file: test NLL in nats per frame",
+                        description="Boulanger-Lewandowski piano-roll benchmark (JSB Chorales, Nottingham, MuseData, "
+                        "Piano-midi.de, or any .mat with traindata/validdata/testdata of frames x 88 binary rolls). "
+                        "Checks that every piece converts to tokens and MIDI losslessly, trains the recipe's LSTM "
+                        "with transposition augmentation, keeps the epoch with the best validation NLL, and writes "
+                        "OUT/results.json, OUT/checkpoints/ and OUT/samples/ (MIDI + PNG).",
+                        epilog="example: melodylm bench pianoroll --data JSB_Chorales.mat "
+                        "--config configs/pianoroll-jsb.yaml --out runs/jsb")
+    r.add_argument("--data", required=True, type=Path, help="the .mat file")
+    r.add_argument("--out", required=True, type=Path, help="output folder")
+    r.add_argument("--config", default=None, help="recipe YAML (model/data/train sections); default: built-in defaults")
+    r.add_argument("--max-minutes", type=float, default=60.0, help="cap on wall-clock training time (default 60)")
+    r.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
+    r.add_argument("--max-pieces", type=int, default=None, help="use only the first N pieces of each split (quick checks)")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+
+    m = bsub.add_parser("melody", help="NLL per note of a trained LM on a prepared split, next to n-gram baselines",
+                        description="Scores the test split of a prepared folder with the checkpoint and with "
+                        "unigram / interpolated-bigram token baselines fitted on its training split (smoothing "
+                        "chosen on its validation split). Every token counts, EOS included.",
+                        epilog="example: melodylm bench melody --ckpt checkpoints/nottingham-melody "
+                        "--data datasets/prepared/nottingham-melody --out runs/melody.json")
+    m.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    m.add_argument("--data", required=True, type=Path, help="the folder written by `melodylm prepare`")
+    m.add_argument("--split", default="test", choices=["val", "test"], help="split to report (default test)")
+    m.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+
     for name, what in (("fit", "train"), ("validate", "validation NLL of"), ("test", "test NLL of")):
         sub.add_parser(name, help=f"{what} a model from a config preset (Lightning CLI; see `melodylm {name} --help`)")
     return parser
@@ -146,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
             sample.main(args)
             return 0
+        if args.command == "bench":
+            return _bench(args)
         if args.command == "evaluate":
             from melodylm import evaluate
 
@@ -156,6 +187,25 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"melodylm: error: {err}", file=sys.stderr)
         return 2
+
+
+def _bench(args) -> int:
+    if args.bench == "melody":
+        from melodylm.benchmarks import melody
+
+        melody.run(args.ckpt, args.data, args.out, split=args.split)
+        return 0
+    from melodylm.benchmarks import pianoroll
+    from melodylm.benchmarks.recipe import load_recipe
+
+    recipe = load_recipe(args.config)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    pianoroll.run(args.data, args.out, recipe, max_minutes=args.max_minutes, max_pieces=args.max_pieces,
+                  epochs=args.epochs, recipe_path=args.config)
+    return 0
 
 
 def _prepare(args) -> int:

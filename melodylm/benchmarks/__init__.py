@@ -1,0 +1,1 @@
+"""Likelihood benchmarks in the literature's units: ``melodylm bench pianoroll|melody``."""

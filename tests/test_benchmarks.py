@@ -1,0 +1,168 @@
+"""``melodylm bench pianoroll`` and ``melodylm bench melody``: conversions, metrics, recipes, end to end."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.io import savemat
+
+from melodylm import pianoroll as PR
+from melodylm.batches import WindowDataset
+from melodylm.benchmarks import pianoroll as bench
+from melodylm.benchmarks.melody import NGram
+from melodylm.benchmarks.recipe import load_recipe
+from melodylm.errors import UserError
+from tests.conftest import REPO, SHARED_DATA, run_cli
+
+TINY_RECIPE = """\
+model: {embedding_dim: 16, hidden_size: 32, num_layers: 1, dropout: 0.0, warmup_steps: 2}
+data: {seq_len: 64, batch_size: 8, eval_batch_size: 8, transpose: [-3, 3]}
+train: {max_epochs: 1}
+"""
+
+
+def random_rolls(rng, n, frames=(6, 20)):
+    rolls = []
+    for _ in range(n):
+        roll = np.zeros((rng.integers(*frames), 88), dtype=np.uint8)
+        for t in range(len(roll)):
+            roll[t, rng.choice(np.arange(30, 60), size=rng.integers(0, 4), replace=False)] = 1
+        rolls.append(roll)
+    return rolls
+
+
+def write_mat(path, splits):
+    cells = {}
+    for key, rolls in splits.items():
+        cell = np.empty((1, len(rolls)), dtype=object)
+        for i, roll in enumerate(rolls):
+            cell[0, i] = roll
+        cells[key] = cell
+    savemat(path, cells)
+    return path
+
+
+@pytest.fixture
+def tiny_mat(tmp_path):
+    rng = np.random.default_rng(0)
+    return write_mat(tmp_path / "tiny.mat", {k: random_rolls(rng, n) for k, n in
+                                             (("traindata", 12), ("validdata", 4), ("testdata", 5))})
+
+
+def test_windows_are_transposed_within_the_keyboard():
+    roll = np.zeros((4, 88), dtype=bool)
+    roll[:, [0, 5]] = True  # the lowest key: no downward shift is possible
+    pieces = bench.RollPieces([roll])
+    windows = bench.TransposedWindows(pieces, seq_len=16, shifts=(-6, 5))
+    plain = WindowDataset.__getitem__(windows, 0)[0]
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(40):
+        x, y = windows[0]
+        keys = x[x >= PR.FIRST_KEY] - PR.FIRST_KEY
+        assert keys.min() >= 0 and keys.max() < 88
+        seen.add(int(keys.min()))
+        np.testing.assert_array_equal((x < PR.FIRST_KEY).numpy(), (plain < PR.FIRST_KEY).numpy())
+        assert (y[y >= 0] >= PR.FIRST_KEY).sum() == 8  # two keys per frame, four frames
+    assert seen == set(range(0, 6))  # shifts 0..+5 only
+
+
+def test_a_lossy_conversion_stops_the_run(monkeypatch):
+    roll = np.zeros((3, 88), dtype=bool)
+    roll[1, 40] = True
+    bench.check_round_trip({"train": [roll]}, "x.mat")
+    monkeypatch.setattr(PR, "ids_to_roll", lambda ids: np.zeros((3, 88), dtype=bool))
+    with pytest.raises(UserError, match=r"train\[0\] \(tokens\)"):
+        bench.check_round_trip({"train": [roll]}, "x.mat")
+
+
+def test_recipes_load_and_unknown_keys_are_refused(tmp_path):
+    for name in ("pianoroll-jsb.yaml", "pianoroll-nottingham.yaml"):
+        recipe = load_recipe(REPO / "configs" / name)
+        assert recipe.data.transpose[0] < 0 < recipe.data.transpose[1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {hidden: 3}\n")
+    with pytest.raises(UserError, match="unknown model argument.*hidden"):
+        load_recipe(bad)
+    bad.write_text("data: {seq: 3}\n")
+    with pytest.raises(UserError, match="unknown key.*seq"):
+        load_recipe(bad)
+
+
+def test_bench_pianoroll_end_to_end_on_any_file(tmp_path, tiny_mat):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    out = tmp_path / "run"
+    run_cli("bench", "pianoroll", "--data", str(tiny_mat), "--out", str(out), "--config", str(recipe))
+    results = json.loads((out / "results.json").read_text())
+    for key in ("test_nll_frame", "test_nll_token", "valid_nll_frame", "frames", "pieces", "minutes", "config"):
+        assert key in results
+    splits = PR.load_mat(tiny_mat)
+    assert results["pieces"] == 5 and results["frames"] == sum(len(r) for r in splits["test"])
+    assert results["config"]["model"]["hidden_size"] == 32
+    # Lightning's validation metric and the decoding core's whole-piece scoring agree.
+    assert math.isclose(results["best_epoch_val_nll_frame"], results["valid_nll_frame"], rel_tol=1e-4)
+    # Recompute the test NLL per frame from the checkpoint, token by token.
+    module = bench.FrameLanguageModel(vocab_size=PR.VOCAB_SIZE, embedding_dim=16, hidden_size=32, num_layers=1)
+    module.load_state_dict(torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"])
+    model = module.model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for roll in splits["test"]:
+            ids = [PR.BOS, *PR.roll_to_ids(roll)]
+            logp = model(torch.tensor([ids[:-1]]))[0].log_softmax(-1)[0]
+            total -= float(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
+    assert math.isclose(results["test_nll_frame"], total / results["frames"], rel_tol=1e-4)
+    assert results["test_nll_frame"] < 88 * math.log(2)  # better than coin flips on every key
+    assert len(list((out / "samples").glob("*.mid"))) == 4 and len(list((out / "samples").glob("*.png"))) == 4
+
+
+def test_bench_pianoroll_bad_input_is_one_line(tmp_path):
+    bad = write_mat(tmp_path / "bad.mat", {"traindata": [np.full((3, 88), 2)], "validdata": [np.zeros((3, 88))],
+                                           "testdata": [np.zeros((3, 88))]})
+    proc = run_cli("bench", "pianoroll", "--data", str(bad), "--out", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2 and "not a binary" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("bench", "pianoroll", "--data", str(tmp_path / "none.mat"), "--out", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+ROLLS = SHARED_DATA / "pianoroll" / "JSB_Chorales.mat"
+
+
+@pytest.mark.skipif(not ROLLS.is_file(), reason=f"{ROLLS} is absent (set MELODYLM_SHARED_DATA)")
+def test_bench_pianoroll_on_a_few_chorales(tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    run_cli("bench", "pianoroll", "--data", str(ROLLS), "--out", str(tmp_path / "jsb"), "--config", str(recipe),
+            "--max-pieces", "6")
+    results = json.loads((tmp_path / "jsb" / "results.json").read_text())
+    assert results["pieces"] == 6 and results["data"]["file"] == "JSB_Chorales.mat"
+    assert 0 < results["test_nll_frame"] < 60
+
+
+def test_ngram_baselines_by_hand():
+    # BOS=1, EOS=2; one training sequence: BOS 5 5 EOS -> targets 5, 5, 2.
+    ngram = NGram([np.array([1, 5, 5, 2])], vocab=6)
+    uni = ngram.unigram(alpha=1.0)
+    np.testing.assert_allclose(uni, np.array([1, 1, 2, 1, 1, 3]) / 9)
+    seq = np.array([1, 5, 2])
+    np.testing.assert_allclose(ngram.logprobs(seq, 1.0), np.log([3 / 9, 2 / 9]))
+    # bigram: after 5 comes 5 once and EOS once; after BOS, 5 always.
+    np.testing.assert_allclose(ngram.logprobs(seq, 1.0, weight=0.5),
+                               np.log([0.5 * 3 / 9 + 0.5 * 1.0, 0.5 * 2 / 9 + 0.5 * 0.5]))
+    # an unseen history falls back to the unigram
+    np.testing.assert_allclose(ngram.logprobs(np.array([3, 5]), 1.0, weight=0.9), np.log([3 / 9]))
+
+
+def test_bench_melody_beats_its_unigram(tmp_path, prepared, trained):
+    out = tmp_path / "melody.json"
+    run_cli("bench", "melody", "--ckpt", str(trained), "--data", str(prepared), "--out", str(out))
+    results = json.loads(out.read_text())
+    rows = {r["model"].split(" (")[0]: r for r in results["rows"]}
+    assert results["notes"] > 0 and results["tokens"] > results["notes"]
+    assert rows["bigram"]["nll_note"] < rows["unigram"]["nll_note"]
+    for r in rows.values():
+        assert math.isclose(r["bits_note"], r["nll_note"] / math.log(2))
+        assert math.isclose(r["nll_note"] * results["notes"], r["nll_token"] * results["tokens"])
