@@ -38,5 +38,19 @@ bench: $(STAMP)
 audio:
 	command -v fluidsynth >/dev/null || apt-get install -y --no-install-recommends fluidsynth fluid-soundfont-gm
 
+# Likelihood benchmarks (issue #4); need ../shared/data (or SHARED=...). Up to an hour per piano-roll recipe.
+SHARED ?= ../shared/data
+.PHONY: bench-pianoroll melody-lm bench-melody
+bench-pianoroll: $(STAMP)
+	$(BIN)/melodylm bench pianoroll --data $(SHARED)/pianoroll/JSB_Chorales.mat --config configs/pianoroll-jsb.yaml --out runs/pianoroll-jsb
+	$(BIN)/melodylm bench pianoroll --data $(SHARED)/pianoroll/Nottingham.mat --config configs/pianoroll-nottingham.yaml --out runs/pianoroll-nottingham
+
+melody-lm: $(STAMP)
+	$(BIN)/melodylm prepare $(SHARED)/nottingham/MIDI/melody --melody --transpose 5 --out datasets/prepared/nottingham-melody-t5
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config configs/nottingham-melody.yaml
+
+bench-melody: $(STAMP)
+	$(BIN)/melodylm bench melody --ckpt checkpoints/nottingham-melody --data datasets/prepared/nottingham-melody-t5 --out runs/melody-nottingham.json
+
 clean:
-	rm -rf $(VENV) samples checkpoints/*/ datasets/prepared
+	rm -rf $(VENV) samples checkpoints/*/ datasets/prepared runs
