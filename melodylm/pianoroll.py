@@ -10,7 +10,7 @@ the sum of the NLL of every token that encodes it (key tokens, every
 ``FRAME``, the final ``EOS``) divided by its number of frames: the cost of
 the whole 88-key frame given all earlier frames, as in the published tables
 (which leave out frame 1 and the end of the piece, so ours can only be
-pessimistic). Issue #4 builds the benchmark command on this module.
+pessimistic). ``melodylm bench pianoroll`` (:mod:`melodylm.benchmarks.pianoroll`) builds on it.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ def load_mat(path: str | Path) -> dict[str, list[np.ndarray]]:
         for i, roll in enumerate(rolls):
             if roll.ndim != 2 or roll.shape[1] != KEYS or not np.isin(roll, (0, 1)).all():
                 raise UserError(f"{path}: {key}[{i}] is not a binary (frames, {KEYS}) roll: shape {roll.shape}")
+            if len(roll) == 0:
+                raise UserError(f"{path}: {key}[{i}] has no frames")
         splits[split] = [r.astype(bool) for r in rolls]
     return splits
 

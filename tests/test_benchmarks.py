@@ -126,6 +126,10 @@ def test_bench_pianoroll_bad_input_is_one_line(tmp_path):
     assert proc.returncode == 2 and "not a binary" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("bench", "pianoroll", "--data", str(tmp_path / "none.mat"), "--out", str(tmp_path / "o"), check=False)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+    empty = write_mat(tmp_path / "empty.mat", {"traindata": [np.zeros((0, 88))], "validdata": [np.zeros((3, 88))],
+                                               "testdata": [np.zeros((3, 88))]})
+    proc = run_cli("bench", "pianoroll", "--data", str(empty), "--out", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2 and "traindata[0] has no frames" in proc.stderr
 
 
 ROLLS = SHARED_DATA / "pianoroll" / "JSB_Chorales.mat"
