@@ -107,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--drop-primer", action="store_true", help="write only the continuation, not the primer")
     s.add_argument("--no-wav", action="store_true", help="skip the WAV rendering")
 
+    from melodylm.seq2seq import generate as seq2seq_generate
+
+    q = sub.add_parser("generate", help="conditional generation with a seq2seq model: chords -> melody, melody -> chords",
+                       description="Generate a part for a condition (a MIDI file, or chord symbols as text for a "
+                       "chords -> melody model) with a seq2seq checkpoint. Every output is a MIDI file holding the "
+                       "condition and the generated part as separate tracks, a piano-roll PNG and a JSON sidecar.",
+                       epilog='example: melodylm generate --ckpt checkpoints/seq2seq-chords2melody '
+                       '--condition "C G Am F" --chord-beats 4 --num 4 --seed 0 --out samples/c2m')
+    seq2seq_generate.add_arguments(q)
+
     c = sub.add_parser("score", help="NLL per token and per note of MIDI files")
     c.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     c.add_argument("files", nargs="+", help="MIDI files")
@@ -177,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "bench":
             return _bench(args)
+        if args.command == "generate":
+            from melodylm.seq2seq import generate as seq2seq_generate
+
+            return seq2seq_generate.main(args)
         if args.command == "evaluate":
             from melodylm import evaluate
 

@@ -101,6 +101,8 @@ class Decoder:
         """Feed ``[BOS, *primer]`` in one call: the state after it and the next-token logits."""
         prefix = torch.tensor([[self.bos, *primer]], dtype=torch.long)
         logits, state = self.model(prefix)  # once, then copied to every row
+        if batch > 1 and logits.size(0) == batch:  # a model conditioned per row (seq2seq) answered for every row
+            return logits[:, -1], state, prefix.expand(batch, -1)
         state = _select_state(state, torch.zeros(batch, dtype=torch.long))
         return logits[:, -1].expand(batch, -1), state, prefix.expand(batch, -1)
 
@@ -290,9 +292,15 @@ def _draw(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tens
 
 
 def _select_state(state, idx: torch.Tensor):
-    """Reorder a recurrent state ``(layers, batch, hidden)`` (or an LSTM pair) along the batch."""
+    """Reorder a recurrent state ``(layers, batch, hidden)`` (or an LSTM pair) along the batch.
+
+    A state object with a ``select(idx)`` method reorders itself (e.g. a
+    seq2seq decoder state, which carries the encoder memory with ``(h, c)``).
+    """
     if state is None:
         return None
     if isinstance(state, tuple):
         return tuple(s[:, idx] for s in state)
-    return state[:, idx]
+    if isinstance(state, torch.Tensor):  # (a tensor has a select() of its own, with another meaning)
+        return state[:, idx]
+    return state.select(idx)

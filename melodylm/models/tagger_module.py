@@ -1,0 +1,76 @@
+"""LightningModule around :class:`BeatTagger`: one chord label per beat of a melody (the aligned baseline)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+
+from melodylm.batches import IGNORE
+from melodylm.checkpoint import FORMAT_VERSION
+from melodylm.models.components.seq2seq import BeatTagger
+from melodylm.models.lm_module import LanguageModelModule
+from melodylm.seq2seq.beats import NUM_FEATURES
+from melodylm.seq2seq.chords import LABELS
+
+
+class TaggerModule(L.LightningModule):
+    """Cross-entropy of the chord label per beat; logs ``{stage}/accuracy`` (share of beats right) and
+    ``{stage}/nll_beat`` (nats). ``vocab_size`` is the number of chord labels, linked from the data module."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int = 128,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        lr: float = 3e-3,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 50,
+        min_lr_ratio: float = 0.05,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = BeatTagger(vocab_size, NUM_FEATURES, hidden_size, num_layers, dropout)
+        self.eval_nll, self.eval_acc = MeanMetric(), MeanMetric()
+
+    def model_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        logits = self.model(batch["features"], batch["lengths"])
+        y = batch["labels"]
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE)
+        real = y != IGNORE
+        acc = (logits.argmax(-1)[real] == y[real]).float().mean()
+        return loss, acc, int(real.sum())
+
+    def training_step(self, batch, batch_idx):
+        loss, acc, count = self.model_step(batch)
+        self.log_dict({"train/loss": loss, "train/accuracy": acc}, prog_bar=True, batch_size=count)
+        return loss
+
+    def _eval_step(self, batch) -> None:
+        loss, acc, count = self.model_step(batch)
+        self.eval_nll.update(loss, weight=count)
+        self.eval_acc.update(acc, weight=count)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        self.log_dict({f"{stage}/nll_beat": self.eval_nll.compute(), f"{stage}/accuracy": self.eval_acc.compute()},
+                      prog_bar=True)
+        self.eval_nll.reset()
+        self.eval_acc.reset()
+
+    validation_step = LanguageModelModule.validation_step
+    on_validation_epoch_end = LanguageModelModule.on_validation_epoch_end
+    test_step = LanguageModelModule.test_step
+    on_test_epoch_end = LanguageModelModule.on_test_epoch_end
+    configure_optimizers = LanguageModelModule.configure_optimizers
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        dm = LanguageModelModule._datamodule(self)
+        checkpoint["melodylm"] = {
+            "format": FORMAT_VERSION,
+            "kind": "chord_tagger",
+            "model": dict(self.model.config),
+            "labels": list(LABELS),
+            "prepare": {"pairs": dict(vars(dm.settings))} if dm is not None else {},
+        }
