@@ -38,6 +38,16 @@ bench: $(STAMP)
 audio:
 	command -v fluidsynth >/dev/null || apt-get install -y --no-install-recommends fluidsynth fluid-soundfont-gm
 
+# Optional: melody transcription with the LM prior (basic-pitch on ONNX; its metadata would pull TensorFlow).
+.PHONY: transcribe-extra bench-transcription
+transcribe-extra: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[transcribe]"
+	$(BIN)/python -m pip install --quiet --no-deps basic-pitch==0.4.0
+
+# Melody transcription on rendered Nottingham tunes (needs transcribe-extra, audio and a melody LM checkpoint).
+bench-transcription: transcribe-extra audio
+	$(BIN)/python -m bench.transcription --ckpt $${CKPT:-checkpoints/nottingham-melody}
+
 # Likelihood benchmarks (issue #4); need ../shared/data (or SHARED=...). Up to an hour per piano-roll recipe.
 SHARED ?= ../shared/data
 .PHONY: bench-pianoroll melody-lm bench-melody

@@ -125,6 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="music metrics of generated MIDI vs a reference folder (MGEval-style OA/KL)")
     evaluate.add_arguments(e)
 
+    from melodylm.prior import commands as prior_commands
+
+    rs = sub.add_parser("rescore", help="rank N-best transcriptions by acoustic + λ·LM log-probability",
+                        description="Rescore N-best lists of note sequences (from any transcription system) with "
+                        "a language model: each candidate's notes become the checkpoint's tokens on the list's beat "
+                        "grid and are ranked by acoustic score + λ · LM log-probability (nats).")
+    prior_commands.add_rescore_arguments(rs)
+    tr = sub.add_parser("transcribe", help="melody of an audio file: basic-pitch posteriors decoded with the LM prior",
+                        description="Transcribe the melody line of an audio file (needs `make transcribe-extra`): "
+                        "basic-pitch's note/onset posteriors are cut into note segments and decoded by beam search "
+                        "with the melody LM as a prior (acoustic + λ·LM); --no-prior gives the acoustic-only result.",
+                        epilog="example: melodylm transcribe tune.wav --ckpt checkpoints/nottingham-melody "
+                        "--bpm 120 --time-signature 6/8 --out tune.mid")
+    prior_commands.add_transcribe_arguments(tr)
+
     b = sub.add_parser("bench", help="likelihood benchmarks in the literature's units (piano-roll, melody)")
     bsub = b.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     r = bsub.add_parser("pianoroll", help="train and test on a piano-roll .mat file: test NLL in nats per frame",
@@ -195,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             from melodylm import evaluate
 
             return evaluate.main(args)
+        if args.command in ("rescore", "transcribe"):
+            from melodylm.prior import commands as prior_commands
+
+            return (prior_commands.rescore_main if args.command == "rescore" else prior_commands.transcribe_main)(args)
         from melodylm import score
 
         return score.main(args)
