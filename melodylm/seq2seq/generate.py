@@ -30,7 +30,6 @@ from melodylm.render import write_midi  # noqa: E402
 from melodylm.sample import generate as run_decoder  # noqa: E402
 from melodylm.sample import resolve_checkpoint  # noqa: E402
 from melodylm.seq2seq.chords import chords_to_score, parse_chord_symbols  # noqa: E402
-from melodylm.seq2seq.pairs import pick_track  # noqa: E402
 from melodylm.tokenizer import score_to_ids, tokenizer_from_json  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -73,6 +72,8 @@ class ConditionalGenerator:
             except Rejected as rej:
                 raise UserError(f"{path}: {rej}") from rej
             if self.pairs.get("layout") == "tracks" and len(score.tracks) > 1:
+                from melodylm.seq2seq.pairs import pick_track  # the data module pulls in Lightning: only when needed
+
                 picked = pick_track(score, str(self.pairs.get("source")))
                 if picked is None:
                     raise UserError(f"{path} has no {self.source_name!r} track to condition on")
