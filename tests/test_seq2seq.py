@@ -301,8 +301,20 @@ def test_tagger_fits_on_real_pairs(tmp_path):
             "--data.init_args.root", str(NOTTINGHAM), "--data.init_args.limit", "24",
             "--data.init_args.val_frac", "0.25", "--data.init_args.test_frac", "0.25",
             "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.logger", "false",
-            "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false",
             "--model.init_args.hidden_size", "16", cwd=tmp_path)
+    # generate with a tagger checkpoint: the melody plus one block chord per run of equal beat labels
+    melody = NOTTINGHAM / "melody" / "jigs10.mid"
+    run_cli("generate", "--ckpt", str(tmp_path / "checkpoints" / "seq2seq-tagger"), "--condition", str(melody),
+            "--out", str(tmp_path / "out"))
+    meta = json.loads((tmp_path / "out" / "jigs10-tagger-chords.json").read_text())
+    score = Score(str(tmp_path / "out" / "jigs10-tagger-chords.mid"))
+    assert [t.name for t in score.tracks] == ["melody", "chords"]
+    assert set(meta["chord_per_beat"]) <= set(LABELS)
+    assert len(meta["chord_per_beat"]) == -(-score.tracks[0].end() // score.ticks_per_quarter)
+    assert (tmp_path / "out" / "jigs10-tagger-chords.png").is_file()
+    proc = run_cli("generate", "--ckpt", str(tmp_path / "checkpoints" / "seq2seq-tagger"), "--condition", "C G",
+                   "--out", str(tmp_path / "out"), check=False)
+    assert proc.returncode == 2 and "must be a MIDI file" in proc.stderr
 
 
 def test_one_sample_call_generates_for_several_conditions():

@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from symusic import Score, Track  # noqa: E402
+from symusic import Note, Score, Track  # noqa: E402
 
 from melodylm.checkpoint import module_state, read_checkpoint  # noqa: E402
 from melodylm.errors import UserError  # noqa: E402
@@ -204,8 +204,63 @@ def _range(text: str) -> tuple[int, int]:
     return low, high
 
 
+def tagger_chords(tagger, melody: Score) -> tuple[list[str], Score]:
+    """A chord label per beat of ``melody`` from the bi-LSTM tagger, and the chords as a block-chord track."""
+    from melodylm.seq2seq.beats import melody_beat_features, num_beats
+    from melodylm.seq2seq.chords import LABELS, parse_chord_symbol
+
+    beats = num_beats(melody)
+    with torch.inference_mode():
+        logits = tagger(torch.from_numpy(melody_beat_features(melody, beats))[None])
+    labels = [LABELS[i] for i in logits[0].argmax(-1).tolist()]
+    tpq = melody.ticks_per_quarter
+    track = Track(name="chords", program=0)
+    start = 0
+    for b in range(1, beats + 1):  # one block chord per run of equal labels; N is silence
+        if b < beats and labels[b] == labels[start]:
+            continue
+        if labels[start] != "N":
+            for p in parse_chord_symbol(labels[start]).pitches():
+                track.notes.append(Note(start * tpq, (b - start) * tpq, p, 70))
+        start = b
+    out = melody.copy()
+    for t in out.tracks:
+        t.name = "melody"
+    out.tracks.append(track)
+    return labels, out
+
+
+def _tagger_main(args, path: Path) -> int:
+    """``generate`` with a chord-tagger checkpoint: one harmonisation per melody (the tagger is deterministic)."""
+    from melodylm.seq2seq.evaluate import load_tagger
+
+    tagger = load_tagger(str(path))
+    condition = Path(str(args.condition))
+    if not condition.is_file():
+        raise UserError(f"a chord tagger harmonises a melody: --condition must be a MIDI file ({condition} is not one)")
+    try:
+        melody, _ = clean_score(read_score(condition.read_bytes()),
+                                CleanOptions(min_notes=1, max_seconds=float("inf"), melody=True))
+    except Rejected as rej:
+        raise UserError(f"{condition}: {rej}") from rej
+    labels, score = tagger_chords(tagger, melody)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{condition.stem}-tagger-chords"
+    write_midi(score, stem.with_suffix(".mid"))
+    two_part_pianoroll(score, stem.with_suffix(".png"), title=f"{stem.name}  (bi-LSTM tagger)")
+    stem.with_suffix(".json").write_text(json.dumps({"midi": stem.with_suffix(".mid").name, "ckpt": str(args.ckpt),
+                                                     "condition": str(condition), "chord_per_beat": labels}, indent=1))
+    log.info("%s: %d beats, %d chord changes", stem.with_suffix(".mid").name, len(labels),
+             sum(a != b for a, b in zip(labels, labels[1:])))
+    return 0
+
+
 def main(args) -> int:
-    gen = load_generator(resolve_checkpoint(args.ckpt))
+    path = resolve_checkpoint(args.ckpt)
+    if read_checkpoint(path)["melodylm"].get("kind") == "chord_tagger":
+        return _tagger_main(args, path)
+    gen = load_generator(path)
     source = gen.condition(args.condition, chord_beats=args.chord_beats)
     lm = gen.bind(source)
     bars = args.bars if args.bars is not None else gen.bars(source)
