@@ -169,6 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--split", default="test", choices=["val", "test"], help="split to report (default test)")
     m.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
 
+    from melodylm.playlist import commands as playlist_commands
+
+    em = sub.add_parser("embed", help="song embeddings of a folder of MIDI files with a music LM (for playlists)",
+                        description="One vector per MIDI file: the music LM's last-layer LSTM states averaged over "
+                        "the file's tokens. Written to an .npz keyed by file name and reused on the next run with "
+                        "the same checkpoint.",
+                        epilog="example: melodylm embed --ckpt checkpoints/nottingham-melody "
+                        "../shared/data/nottingham/MIDI/melody --out datasets/playlists/nottingham/embeddings.npz")
+    playlist_commands.add_embed_arguments(em)
+    pl = sub.add_parser("playlist", help="a playlist title in, an ordered list of catalog tracks out",
+                        description="Generate a playlist with a trained playlist checkpoint: the title is encoded, "
+                        "the decoder emits one vector per track and each is matched to the nearest catalog track "
+                        "not yet in the list.",
+                        epilog='example: melodylm playlist --ckpt checkpoints/playlist-nottingham '
+                        '--title "lively jigs" --n 20 --out list.json')
+    playlist_commands.add_playlist_arguments(pl)
+
     for name, what in (("fit", "train"), ("validate", "validation NLL of"), ("test", "test NLL of")):
         sub.add_parser(name, help=f"{what} a model from a config preset (Lightning CLI; see `melodylm {name} --help`)")
     return parser
@@ -210,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             from melodylm import evaluate
 
             return evaluate.main(args)
+        if args.command in ("embed", "playlist"):
+            from melodylm.playlist import commands as playlist_commands
+
+            return (playlist_commands.embed_main if args.command == "embed" else playlist_commands.playlist_main)(args)
         if args.command in ("rescore", "transcribe"):
             from melodylm.prior import commands as prior_commands
 
