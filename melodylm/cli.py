@@ -39,6 +39,29 @@ def _shifts(text: str) -> tuple[int, int]:
     return -n, n
 
 
+def add_decoding_arguments(parser: argparse.ArgumentParser, max_tokens: int = 512, min_notes: int = 16,
+                           bars_help: str = "stop after this many bars of new music") -> None:
+    """The length, sampling and constraint flags of ``sample``, shared by every command that decodes."""
+    g = parser.add_argument_group("length (whichever comes first, besides the model's own end token)")
+    g.add_argument("--max-tokens", type=int, default=max_tokens, help=f"token budget per piece (default {max_tokens})")
+    g.add_argument("--bars", type=int, default=None, help=bars_help)
+    g.add_argument("--seconds", type=float, default=None, help="stop after this many seconds of new music (120 bpm)")
+    g = parser.add_argument_group("sampling")
+    g.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 is more conservative (default 1)")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
+    g.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages recently used tokens (1: off)")
+    g.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    g.add_argument("--beam", type=int, default=0, metavar="SIZE", help="beam search with this beam size: the most likely continuations")
+    g.add_argument("--length-penalty", type=float, default=1.0, help="beam search: rank by log p / length^this (default 1)")
+    g = parser.add_argument_group("constraints")
+    g.add_argument("--key", default=None, help='only pitches of this scale, e.g. "D major", "A minor", "E dorian"')
+    g.add_argument("--pitch-range", type=_range, default=None, help="LOW:HIGH MIDI pitches allowed, high exclusive")
+    g.add_argument("--monophonic", action="store_true", help="one note at a time")
+    g.add_argument("--min-notes", type=int, default=min_notes, help=f"forbid ending before this many notes (default {min_notes})")
+    g.add_argument("--no-grammar", action="store_true", help="do not mask token successions that cannot decode to MIDI")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from melodylm import evaluate
     from melodylm.prepare import default_workers
@@ -83,24 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path, help="output folder")
     s.add_argument("--num", type=int, default=4, help="pieces to generate, in one batch (default 4)")
     s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files (default 0)")
-    g = s.add_argument_group("length (whichever comes first, besides the model's own end token)")
-    g.add_argument("--max-tokens", type=int, default=512, help="token budget per piece (default 512)")
-    g.add_argument("--bars", type=int, default=None, help="stop after this many bars of new music")
-    g.add_argument("--seconds", type=float, default=None, help="stop after this many seconds of new music (120 bpm)")
-    g = s.add_argument_group("sampling")
-    g.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 is more conservative (default 1)")
-    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
-    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
-    g.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages recently used tokens (1: off)")
-    g.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    g.add_argument("--beam", type=int, default=0, metavar="SIZE", help="beam search with this beam size: the most likely continuations")
-    g.add_argument("--length-penalty", type=float, default=1.0, help="beam search: rank by log p / length^this (default 1)")
-    g = s.add_argument_group("constraints")
-    g.add_argument("--key", default=None, help='only pitches of this scale, e.g. "D major", "A minor", "E dorian"')
-    g.add_argument("--pitch-range", type=_range, default=None, help="LOW:HIGH MIDI pitches allowed, high exclusive")
-    g.add_argument("--monophonic", action="store_true", help="one note at a time")
-    g.add_argument("--min-notes", type=int, default=16, help="forbid ending before this many notes (default 16)")
-    g.add_argument("--no-grammar", action="store_true", help="do not mask token successions that cannot decode to MIDI")
+    add_decoding_arguments(s)
     g = s.add_argument_group("primer")
     g.add_argument("--primer", type=Path, default=None, help="MIDI file the samples continue")
     g.add_argument("--primer-bars", type=int, default=None, help="use only the primer's first N bars")
@@ -116,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog='example: melodylm generate --ckpt checkpoints/seq2seq-chords2melody '
                        '--condition "C G Am F" --chord-beats 4 --num 4 --seed 0 --out samples/c2m')
     seq2seq_generate.add_arguments(q)
+    add_decoding_arguments(q, max_tokens=1024, min_notes=1, bars_help="stop after this many bars (default: the condition's bars)")
 
     c = sub.add_parser("score", help="NLL per token and per note of MIDI files")
     c.add_argument("--ckpt", required=True, help="checkpoint file or run folder")

@@ -167,7 +167,8 @@ def two_part_pianoroll(score: Score, path: Path, title: str = "") -> Path:
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
-    """The ``generate`` flags: the condition, then ``melodylm sample``'s length, sampling and constraint flags."""
+    """The ``generate`` flags of the condition and the output (the decoding flags are ``melodylm sample``'s:
+    :func:`melodylm.cli.add_decoding_arguments`)."""
     s.add_argument("--ckpt", required=True, help="seq2seq checkpoint file, or a run folder (its best, else last.ckpt)")
     s.add_argument("--condition", required=True,
                    help='a MIDI file (its source part), or chord symbols as text, e.g. "C G Am F" '
@@ -176,32 +177,6 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--out", required=True, type=Path, help="output folder")
     s.add_argument("--num", type=int, default=4, help="parts to generate for the condition, in one batch (default 4)")
     s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files (default 0)")
-    g = s.add_argument_group("length (whichever comes first, besides the model's own end token)")
-    g.add_argument("--max-tokens", type=int, default=1024, help="token budget per part (default 1024)")
-    g.add_argument("--bars", type=int, default=None, help="stop after this many bars (default: the condition's bars)")
-    g.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (120 bpm)")
-    g = s.add_argument_group("sampling")
-    g.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 is more conservative (default 1)")
-    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
-    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
-    g.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages recently used tokens (1: off)")
-    g.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    g.add_argument("--beam", type=int, default=0, metavar="SIZE", help="beam search with this beam size")
-    g.add_argument("--length-penalty", type=float, default=1.0, help="beam search: rank by log p / length^this")
-    g = s.add_argument_group("constraints")
-    g.add_argument("--key", default=None, help='only pitches of this scale, e.g. "D major"')
-    g.add_argument("--pitch-range", type=_range, default=None, help="LOW:HIGH MIDI pitches allowed, high exclusive")
-    g.add_argument("--monophonic", action="store_true", help="one note at a time")
-    g.add_argument("--min-notes", type=int, default=1, help="forbid ending before this many notes (default 1)")
-    g.add_argument("--no-grammar", action="store_true", help="do not mask token successions that cannot decode")
-
-
-def _range(text: str) -> tuple[int, int]:
-    try:
-        low, high = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW:HIGH integers, got {text!r}") from None
-    return low, high
 
 
 def tagger_chords(tagger, melody: Score) -> tuple[list[str], Score]:
