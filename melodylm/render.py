@@ -17,16 +17,26 @@ def write_midi(score: Score, path: Path) -> Path:
     return path
 
 
+TRACK_COLOURS = ("0.6", "tab:blue", "tab:orange", "tab:green")  # with several tracks: the first (a condition) grey
+
+
 def pianoroll_png(score: Score, path: Path, title: str = "") -> Path:
-    """Draw every note as a bar: x in beats (quarter notes), y in MIDI pitch."""
+    """Draw every note as a bar: x in beats (quarter notes), y in MIDI pitch; one colour per track, with a
+    legend, when there are several."""
     tpq = score.ticks_per_quarter
     fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+    several = len(score.tracks) > 1
     pitches = []
-    for track in score.tracks:
+    for k, track in enumerate(score.tracks):
+        colour = TRACK_COLOURS[k % len(TRACK_COLOURS)] if several else "tab:blue"
         arr = track.notes.numpy()
         pitches += arr["pitch"].tolist()
         for t, d, p in zip(arr["time"] / tpq, arr["duration"] / tpq, arr["pitch"]):
-            ax.add_patch(plt.Rectangle((t, p - 0.4), d, 0.8, facecolor="tab:blue", edgecolor="white", lw=0.5))
+            ax.add_patch(plt.Rectangle((t, p - 0.4), d, 0.8, facecolor=colour, edgecolor="white", lw=0.5))
+        if several:
+            ax.plot([], [], color=colour, lw=6, label=track.name)
+    if several:
+        ax.legend(loc="upper right", fontsize=7)
     end = max(score.end() / tpq, 1)
     if len(score.time_signatures):
         for bar in score.get_downbeats() / tpq:

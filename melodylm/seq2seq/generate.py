@@ -14,23 +14,19 @@ import json
 import logging
 from pathlib import Path
 
-import matplotlib
+import torch
+from symusic import Note, Score, Track
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from symusic import Note, Score, Track  # noqa: E402
-
-from melodylm.checkpoint import module_state, read_checkpoint  # noqa: E402
-from melodylm.errors import UserError  # noqa: E402
-from melodylm.lm import MusicLM  # noqa: E402
-from melodylm.midi import MIDI_SUFFIXES, CleanOptions, Rejected, clean_score, read_score  # noqa: E402
-from melodylm.models.components.seq2seq import ConditionedLM, Seq2Seq  # noqa: E402
-from melodylm.render import write_midi  # noqa: E402
-from melodylm.sample import generate as run_decoder  # noqa: E402
-from melodylm.sample import resolve_checkpoint  # noqa: E402
-from melodylm.seq2seq.chords import chords_to_score, parse_chord_symbols  # noqa: E402
-from melodylm.tokenizer import score_to_ids, tokenizer_from_json  # noqa: E402
+from melodylm.checkpoint import module_state, read_checkpoint
+from melodylm.errors import UserError
+from melodylm.lm import MusicLM
+from melodylm.midi import MIDI_SUFFIXES, CleanOptions, Rejected, clean_score, read_score
+from melodylm.models.components.seq2seq import ConditionedLM, Seq2Seq
+from melodylm.render import pianoroll_png, write_midi
+from melodylm.sample import generate as run_decoder
+from melodylm.sample import resolve_checkpoint
+from melodylm.seq2seq.chords import chords_to_score, parse_chord_symbols
+from melodylm.tokenizer import score_to_ids, tokenizer_from_json
 
 log = logging.getLogger(__name__)
 
@@ -137,35 +133,6 @@ def load_generator(path: str | Path) -> ConditionalGenerator:
     return ConditionalGenerator(model, tokenizer_from_json(meta["tokenizer"]), meta.get("prepare") or {})
 
 
-def two_part_pianoroll(score: Score, path: Path, title: str = "") -> Path:
-    """Piano roll with one colour per track (condition grey, generated blue): x in beats, y in MIDI pitch."""
-    tpq = score.ticks_per_quarter
-    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=100)
-    colours = ["0.6", "tab:blue", "tab:orange", "tab:green"]
-    pitches = []
-    for k, track in enumerate(score.tracks):
-        arr = track.notes.numpy()
-        pitches += arr["pitch"].tolist()
-        for t, d, p in zip(arr["time"] / tpq, arr["duration"] / tpq, arr["pitch"]):
-            ax.add_patch(plt.Rectangle((t, p - 0.4), d, 0.8, facecolor=colours[k % 4], edgecolor="white", lw=0.4))
-        ax.plot([], [], color=colours[k % 4], lw=6, label=track.name)
-    if len(score.time_signatures):
-        for bar in score.get_downbeats() / tpq:
-            ax.axvline(bar, color="0.9", lw=0.6, zorder=0)
-    ax.set_xlim(0, max(score.end() / tpq, 1))
-    ax.set_ylim(*((min(pitches) - 2, max(pitches) + 2) if pitches else (40, 80)))
-    ax.set_xlabel("beats (quarter notes)")
-    ax.set_ylabel("MIDI pitch")
-    ax.legend(loc="upper right", fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 def add_arguments(s: argparse.ArgumentParser) -> None:
     """The ``generate`` flags of the condition and the output (the decoding flags are ``melodylm sample``'s:
     :func:`melodylm.cli.add_decoding_arguments`)."""
@@ -223,7 +190,7 @@ def _tagger_main(args, path: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{condition.stem}-tagger-chords"
     write_midi(score, stem.with_suffix(".mid"))
-    two_part_pianoroll(score, stem.with_suffix(".png"), title=f"{stem.name}  (bi-LSTM tagger)")
+    pianoroll_png(score, stem.with_suffix(".png"), title=f"{stem.name}  (bi-LSTM tagger)")
     stem.with_suffix(".json").write_text(json.dumps({"midi": stem.with_suffix(".mid").name, "ckpt": str(args.ckpt),
                                                      "condition": str(condition), "chord_per_beat": labels}, indent=1))
     log.info("%s: %d beats, %d chord changes", stem.with_suffix(".mid").name, len(labels),
@@ -256,7 +223,7 @@ def main(args) -> int:
         score = gen.combined_score(source, s.ids)
         stem = out / f"{gen.source_name}2{gen.target_name}-{i:03d}"
         write_midi(score, stem.with_suffix(".mid"))
-        two_part_pianoroll(score, stem.with_suffix(".png"), title=f"{stem.name}  seed={args.seed}")
+        pianoroll_png(score, stem.with_suffix(".png"), title=f"{stem.name}  seed={args.seed}")
         row = {"midi": stem.with_suffix(".mid").name, "png": stem.with_suffix(".png").name, "index": i,
                "settings": meta, "condition_tokens": len(source), "tokens": len(s.ids),
                "notes": score.tracks[-1].note_num() if len(score.tracks) > 1 else 0,
