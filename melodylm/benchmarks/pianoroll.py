@@ -115,6 +115,8 @@ class RollDataModule(L.LightningDataModule):
 class FrameLanguageModel(LanguageModelModule):
     """The language model, also logging ``{stage}/nll_frame``: summed token NLL over FRAME tokens (one per frame)."""
 
+    checkpoint_kind = "pianoroll_language_model"
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_sum, self.eval_frames = SumMetric(), SumMetric()
@@ -133,10 +135,6 @@ class FrameLanguageModel(LanguageModelModule):
         self.eval_sum.reset()
         self.eval_frames.reset()
         super()._eval_epoch_end(stage)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["melodylm"]["kind"] = "pianoroll_language_model"
 
 
 def check_round_trip(splits: dict[str, list[np.ndarray]], path: str) -> None:

@@ -26,6 +26,8 @@ class LanguageModelModule(L.LightningModule):
     ``vocab_size`` is linked from the data module by the CLI.
     """
 
+    checkpoint_kind = "language_model"  # the checkpoint's ``melodylm.kind``: which loader reads it
+
     def __init__(
         self,
         vocab_size: int,
@@ -112,7 +114,7 @@ class LanguageModelModule(L.LightningModule):
         dm = self._datamodule()
         checkpoint["melodylm"] = {
             "format": FORMAT_VERSION,
-            "kind": "language_model",
+            "kind": self.checkpoint_kind,
             "model": dict(self.model.config),
             "tokenizer": dm.tokenizer_json,
             "tokenizer_fingerprint": dm.tokenizer_fingerprint,

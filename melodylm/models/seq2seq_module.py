@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from melodylm.batches import IGNORE
-from melodylm.checkpoint import FORMAT_VERSION, check_tokenizer_matches
 from melodylm.models.components.seq2seq import Seq2Seq
 from melodylm.models.lm_module import LanguageModelModule
 
@@ -23,6 +22,8 @@ class Seq2SeqModule(L.LightningModule):
     model's (AdamW, warm-up, cosine). ``vocab_size`` is linked from the data
     module by the CLI.
     """
+
+    checkpoint_kind = "seq2seq"
 
     def __init__(
         self,
@@ -60,18 +61,5 @@ class Seq2SeqModule(L.LightningModule):
     configure_optimizers = LanguageModelModule.configure_optimizers
     _datamodule = LanguageModelModule._datamodule
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        dm = self._datamodule()
-        checkpoint["melodylm"] = {
-            "format": FORMAT_VERSION,
-            "kind": "seq2seq",
-            "model": dict(self.model.config),
-            "tokenizer": dm.tokenizer_json,
-            "tokenizer_fingerprint": dm.tokenizer_fingerprint,
-            "prepare": dm.prepare_settings,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        dm = self._datamodule()
-        if dm is not None:
-            check_tokenizer_matches(checkpoint, dm.tokenizer_fingerprint, str(dm.root))
+    on_save_checkpoint = LanguageModelModule.on_save_checkpoint
+    on_load_checkpoint = LanguageModelModule.on_load_checkpoint
