@@ -50,31 +50,17 @@ class PlaylistModule(L.LightningModule):
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
         return loss, int((y != -100).sum())
 
-    def training_step(self, batch, batch_idx):
-        loss, count = self.model_step(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=count)
-        return loss
-
-    def _eval_step(self, batch) -> None:
-        loss, count = self.model_step(batch)
-        self.eval_nll.update(loss, count)
+    training_step = LanguageModelModule.training_step
+    _eval_step = LanguageModelModule._eval_step
 
     def _eval_epoch_end(self, stage: str) -> None:
         self.log(f"{stage}/nll_track", self.eval_nll.compute(), prog_bar=True)
         self.eval_nll.reset()
 
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch)
-
-    def on_validation_epoch_end(self):
-        self._eval_epoch_end("val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch)
-
-    def on_test_epoch_end(self):
-        self._eval_epoch_end("test")
-
+    validation_step = LanguageModelModule.validation_step
+    on_validation_epoch_end = LanguageModelModule.on_validation_epoch_end
+    test_step = LanguageModelModule.test_step
+    on_test_epoch_end = LanguageModelModule.on_test_epoch_end
     configure_optimizers = LanguageModelModule.configure_optimizers
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
