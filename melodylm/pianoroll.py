@@ -3,9 +3,17 @@
 Data: MATLAB files with ``traindata`` / ``validdata`` / ``testdata``, each a
 cell array of binary ``(frames, 88)`` rolls, column 0 = MIDI pitch 21.
 
-Tokens (frame-serialised, lossless): for every frame its active keys in
-ascending order, then ``FRAME``; after the last frame ``EOS``. The vocabulary
-is ``PAD, BOS, EOS, FRAME`` and one token per key. A piece's NLL per frame is
+Two lossless serialisations (:data:`ENCODINGS`), both ending every frame
+with ``FRAME`` and the piece with ``EOS``:
+
+- ``keys`` (92 tokens: ``PAD, BOS, EOS, FRAME`` + one per key): every frame
+  lists its active keys in ascending order;
+- ``changes`` (180 tokens: the same + one ``OFF`` per key): every frame lists
+  the keys released since the previous frame, then the keys pressed, each in
+  ascending order (miditok's MIDILike at the frame grid). A held chord costs
+  one ``FRAME`` per frame instead of all its keys again.
+
+A piece's NLL per frame is
 the sum of the NLL of every token that encodes it (key tokens, every
 ``FRAME``, the final ``EOS``) divided by its number of frames: the cost of
 the whole 88-key frame given all earlier frames, as in the published tables
@@ -15,7 +23,9 @@ pessimistic). ``melodylm bench pianoroll`` (:mod:`melodylm.benchmarks.pianoroll`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from symusic import Note, Score, Track
@@ -26,7 +36,9 @@ LOWEST = 21
 KEYS = 88
 PAD, BOS, EOS, FRAME = range(4)
 FIRST_KEY = 4
-VOCAB_SIZE = FIRST_KEY + KEYS
+VOCAB_SIZE = FIRST_KEY + KEYS  # the ``keys`` encoding
+FIRST_OFF = VOCAB_SIZE  # the ``changes`` encoding adds one OFF token per key
+CHANGES_VOCAB_SIZE = FIRST_OFF + KEYS
 SPLITS = {"train": "traindata", "val": "validdata", "test": "testdata"}
 
 
@@ -82,6 +94,66 @@ def ids_to_roll(ids: list[int]) -> np.ndarray:
     if current.any():
         frames.append(current)
     return np.array(frames, dtype=bool).reshape(-1, KEYS)
+
+
+def roll_to_change_ids(roll: np.ndarray) -> list[int]:
+    """``(frames, 88)`` binary roll -> ``changes`` token ids: per frame OFF keys, ON keys, FRAME; then EOS."""
+    roll = np.asarray(roll, dtype=bool)
+    before = np.vstack([np.zeros((1, KEYS), bool), roll[:-1]])
+    ids: list[int] = []
+    for prev, now in zip(before, roll):
+        ids += (np.flatnonzero(prev & ~now) + FIRST_OFF).tolist()
+        ids += (np.flatnonzero(now & ~prev) + FIRST_KEY).tolist()
+        ids.append(FRAME)
+    ids.append(EOS)
+    return ids
+
+
+def change_ids_to_roll(ids: list[int]) -> np.ndarray:
+    """Inverse of :func:`roll_to_change_ids` (stops at EOS; releasing a key that is up changes nothing)."""
+    frames, current, pending = [], np.zeros(KEYS, dtype=bool), False
+    for tok in ids:
+        if tok == EOS:
+            break
+        if tok == FRAME:
+            frames.append(current.copy())
+            pending = False
+        elif FIRST_KEY <= tok < CHANGES_VOCAB_SIZE:
+            on = tok < FIRST_OFF
+            current[tok - (FIRST_KEY if on else FIRST_OFF)] = on
+            pending = True
+        else:
+            raise ValueError(f"token {tok} is not a change token")
+    if pending:
+        frames.append(current)
+    return np.array(frames, dtype=bool).reshape(-1, KEYS)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """A lossless roll <-> token serialisation; key tokens (ON and OFF alike) move by ``shift`` under transposition."""
+
+    name: str
+    vocab_size: int
+    encode: Callable[[np.ndarray], list[int]]
+    decode: Callable[[list[int]], np.ndarray]
+    description: str
+
+
+ENCODINGS = {
+    "keys": Encoding("keys", VOCAB_SIZE, roll_to_ids, ids_to_roll,
+                     "PAD BOS EOS FRAME + one per key (MIDI 21-108); per frame: its active keys ascending, then FRAME; "
+                     "EOS after the last frame"),
+    "changes": Encoding("changes", CHANGES_VOCAB_SIZE, roll_to_change_ids, change_ids_to_roll,
+                        "PAD BOS EOS FRAME + ON and OFF per key (MIDI 21-108); per frame: keys released, then keys "
+                        "pressed since the previous frame, each ascending, then FRAME; EOS after the last frame"),
+}
+
+
+def encoding(name: str) -> Encoding:
+    if name not in ENCODINGS:
+        raise UserError(f"unknown piano-roll encoding {name!r} (known: {', '.join(ENCODINGS)})")
+    return ENCODINGS[name]
 
 
 def frame_nll(token_logprobs: np.ndarray, frames: int) -> float:

@@ -1,5 +1,6 @@
 """``melodylm bench pianoroll`` and ``melodylm bench melody``: conversions, metrics, recipes, end to end."""
 
+import dataclasses
 import json
 import math
 
@@ -69,13 +70,29 @@ def test_windows_are_transposed_within_the_keyboard():
     assert seen == set(range(0, 6))  # shifts 0..+5 only
 
 
-def test_a_lossy_conversion_stops_the_run(monkeypatch):
+def test_transposing_change_tokens_keeps_ons_and_offs_apart():
+    roll = np.zeros((4, 88), dtype=bool)
+    roll[0:2, 40] = True
+    roll[2:4, 87] = True  # the highest key: no upward shift is possible
+    pieces = bench.RollPieces([roll], PR.ENCODINGS["changes"])
+    windows = bench.TransposedWindows(pieces, seq_len=16, shifts=(-3, 3))
+    plain = WindowDataset.__getitem__(windows, 0)[0]
+    torch.manual_seed(0)
+    for _ in range(20):
+        x, _ = windows[0]
+        shift = int(x[1] - plain[1])  # x[0] is BOS, x[1] presses key 40
+        assert -3 <= shift <= 0
+        np.testing.assert_array_equal(PR.change_ids_to_roll(x[x > PR.BOS].tolist()),
+                                      np.roll(PR.change_ids_to_roll(plain[plain > PR.BOS].tolist()), shift, axis=1))
+
+
+def test_a_lossy_conversion_stops_the_run():
     roll = np.zeros((3, 88), dtype=bool)
     roll[1, 40] = True
     bench.check_round_trip({"train": [roll]}, "x.mat")
-    monkeypatch.setattr(PR, "ids_to_roll", lambda ids: np.zeros((3, 88), dtype=bool))
+    lossy = dataclasses.replace(PR.ENCODINGS["keys"], decode=lambda ids: np.zeros((3, 88), dtype=bool))
     with pytest.raises(UserError, match=r"train\[0\] \(tokens\)"):
-        bench.check_round_trip({"train": [roll]}, "x.mat")
+        bench.check_round_trip({"train": [roll]}, "x.mat", lossy)
 
 
 def test_recipes_load_and_unknown_keys_are_refused(tmp_path):
@@ -86,14 +103,18 @@ def test_recipes_load_and_unknown_keys_are_refused(tmp_path):
     bad.write_text("model: {hidden: 3}\n")
     with pytest.raises(UserError, match="unknown model argument.*hidden"):
         load_recipe(bad)
+    bad.write_text("data: {encoding: deltas}\n")
+    with pytest.raises(UserError, match="data.encoding must be one of keys, changes"):
+        load_recipe(bad)
     bad.write_text("data: {seq: 3}\n")
     with pytest.raises(UserError, match="unknown key.*seq"):
         load_recipe(bad)
 
 
-def test_bench_pianoroll_end_to_end_on_any_file(tmp_path, tiny_mat):
+@pytest.mark.parametrize("encoding", ["keys", "changes"])
+def test_bench_pianoroll_end_to_end_on_any_file(tmp_path, tiny_mat, encoding):
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(TINY_RECIPE)
+    recipe.write_text(TINY_RECIPE.replace("transpose: [-3, 3]", f"transpose: [-3, 3], encoding: {encoding}"))
     out = tmp_path / "run"
     run_cli("bench", "pianoroll", "--data", str(tiny_mat), "--out", str(out), "--config", str(recipe))
     results = json.loads((out / "results.json").read_text())
@@ -102,16 +123,18 @@ def test_bench_pianoroll_end_to_end_on_any_file(tmp_path, tiny_mat):
     splits = PR.load_mat(tiny_mat)
     assert results["pieces"] == 5 and results["frames"] == sum(len(r) for r in splits["test"])
     assert results["config"]["model"]["hidden_size"] == 32
+    enc = PR.encoding(encoding)
+    assert results["vocabulary"]["encoding"] == encoding and results["vocabulary"]["size"] == enc.vocab_size
     # Lightning's validation metric and the decoding core's whole-piece scoring agree.
     assert math.isclose(results["best_epoch_val_nll_frame"], results["valid_nll_frame"], rel_tol=1e-4)
     # Recompute the test NLL per frame from the checkpoint, token by token.
-    module = bench.FrameLanguageModel(vocab_size=PR.VOCAB_SIZE, embedding_dim=16, hidden_size=32, num_layers=1)
+    module = bench.FrameLanguageModel(vocab_size=enc.vocab_size, embedding_dim=16, hidden_size=32, num_layers=1)
     module.load_state_dict(torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"])
     model = module.model.eval()
     total = 0.0
     with torch.no_grad():
         for roll in splits["test"]:
-            ids = [PR.BOS, *PR.roll_to_ids(roll)]
+            ids = [PR.BOS, *enc.encode(roll)]
             logp = model(torch.tensor([ids[:-1]]))[0].log_softmax(-1)[0]
             total -= float(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
     assert math.isclose(results["test_nll_frame"], total / results["frames"], rel_tol=1e-4)

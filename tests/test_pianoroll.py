@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from melodylm.errors import UserError
-from melodylm.pianoroll import (EOS, FIRST_KEY, FRAME, frame_nll, ids_to_roll, load_mat, roll_to_ids,
-                                roll_to_score, score_to_roll)
+from melodylm.pianoroll import (ENCODINGS, EOS, FIRST_KEY, FIRST_OFF, FRAME, change_ids_to_roll, encoding,
+                                frame_nll, ids_to_roll, load_mat, roll_to_change_ids, roll_to_ids, roll_to_score,
+                                score_to_roll)
 from tests.conftest import SHARED_DATA
 
 ROLLS = SHARED_DATA / "pianoroll"
@@ -23,6 +24,26 @@ def toy_roll():
 def test_tokens_of_a_toy_roll():
     assert roll_to_ids(toy_roll()) == [FIRST_KEY + 39, FIRST_KEY + 43, FRAME, FIRST_KEY + 39, FRAME, FRAME, EOS]
     np.testing.assert_array_equal(ids_to_roll(roll_to_ids(toy_roll())), toy_roll())
+
+
+def test_change_tokens_of_a_toy_roll():
+    # frame 0 presses C4 and E4; frame 1 releases E4; frame 2 releases C4; nothing is left to release at EOS.
+    assert roll_to_change_ids(toy_roll()) == [FIRST_KEY + 39, FIRST_KEY + 43, FRAME, FIRST_OFF + 43, FRAME,
+                                              FIRST_OFF + 39, FRAME, EOS]
+    np.testing.assert_array_equal(change_ids_to_roll(roll_to_change_ids(toy_roll())), toy_roll())
+    held = np.zeros((4, 88), dtype=bool)
+    held[:, [10, 20]] = True  # a chord held for four frames costs one FRAME per frame after the first
+    assert roll_to_change_ids(held) == [FIRST_KEY + 10, FIRST_KEY + 20, FRAME, FRAME, FRAME, FRAME, EOS]
+
+
+def test_decoding_sampled_change_tokens_is_forgiving():
+    # Releasing a key that is up changes nothing; changes after the last FRAME make one more frame.
+    roll = change_ids_to_roll([FIRST_OFF + 5, FIRST_KEY + 7, FRAME, FIRST_KEY + 8])
+    assert roll.shape == (2, 88) and roll[0].nonzero()[0].tolist() == [7] and roll[1].nonzero()[0].tolist() == [7, 8]
+    with pytest.raises(ValueError):
+        change_ids_to_roll([FIRST_OFF + 88])
+    with pytest.raises(UserError, match="unknown piano-roll encoding"):
+        encoding("deltas")
 
 
 def test_midi_round_trip_holds_notes_across_frames():
@@ -53,7 +74,8 @@ def test_every_piece_round_trips(name, pieces, test_frames):
     assert sum(len(r) for r in splits["test"]) == test_frames
     for rolls in splits.values():
         for roll in rolls:
-            np.testing.assert_array_equal(ids_to_roll(roll_to_ids(roll)), roll)
+            for enc in ENCODINGS.values():
+                np.testing.assert_array_equal(enc.decode(enc.encode(roll)), roll)
             np.testing.assert_array_equal(score_to_roll(roll_to_score(roll), len(roll)), roll)
 
 

@@ -1,6 +1,7 @@
 """``melodylm bench pianoroll``: the LSTM LM on a Boulanger-Lewandowski piano-roll file, in nats per frame.
 
-Each split is serialised to frame tokens (:mod:`melodylm.pianoroll`), the
+Each split is serialised to frame tokens (:mod:`melodylm.pianoroll`; the
+recipe's ``data.encoding`` picks ``keys`` or ``changes``), the
 round trip roll -> tokens -> roll and roll -> MIDI -> roll is checked for
 every piece (any mismatch stops the run), the recipe's LSTM is trained on the
 training split with a random transposition per window, the epoch with the
@@ -37,7 +38,7 @@ from melodylm.progress import progress_bar
 
 log = logging.getLogger("melodylm")
 
-FINGERPRINT = "pianoroll-frame-tokens-v1"
+FINGERPRINT = "pianoroll-frame-tokens-v1"  # + the encoding name
 
 
 class _Special:
@@ -47,8 +48,8 @@ class _Special:
 class RollPieces:
     """Frame-token pieces in memory, with the interface of :class:`melodylm.store.Pieces` (no EOS: framing adds it)."""
 
-    def __init__(self, rolls: list[np.ndarray]):
-        self.ids = [np.asarray(PR.roll_to_ids(r)[:-1], dtype=np.int64) for r in rolls]
+    def __init__(self, rolls: list[np.ndarray], encoding: PR.Encoding = PR.ENCODINGS["keys"]):
+        self.ids = [np.asarray(encoding.encode(r)[:-1], dtype=np.int64) for r in rolls]
         self.frames = np.array([len(r) for r in rolls], dtype=np.int64)
         active = [np.flatnonzero(r.any(0)) for r in rolls]
         self.low = np.array([a.min() if len(a) else 0 for a in active])  # lowest / highest key used
@@ -65,7 +66,11 @@ class RollPieces:
 
 
 class TransposedWindows(WindowDataset):
-    """Training windows, each moved by a random shift in ``shifts`` that keeps its piece on the 88 keys."""
+    """Training windows, each moved by a random shift in ``shifts`` that keeps its piece on the 88 keys.
+
+    Every token from ``FIRST_KEY`` on names a key (ON, or OFF in the ``changes`` encoding, each block 88 wide),
+    so adding the shift moves it to the same kind of token on the shifted key.
+    """
 
     def __init__(self, pieces: RollPieces, seq_len: int, shifts: tuple[int, int]):
         super().__init__(pieces, seq_len, _Special)
@@ -88,11 +93,13 @@ class RollDataModule(L.LightningDataModule):
 
     def __init__(self, splits: dict[str, list[np.ndarray]], data: DataRecipe, source: str):
         super().__init__()
-        self.pieces = {name: RollPieces(rolls) for name, rolls in splits.items()}
+        self.encoding = PR.encoding(data.encoding)
+        self.pieces = {name: RollPieces(rolls, self.encoding) for name, rolls in splits.items()}
         self.recipe = data
-        self.tokenizer_json = json.dumps({"kind": "frame-tokens", "special": ["PAD", "BOS", "EOS", "FRAME"],
-                                          "keys": PR.KEYS, "lowest_pitch": PR.LOWEST})
-        self.tokenizer_fingerprint = FINGERPRINT
+        self.tokenizer_json = json.dumps({"kind": "frame-tokens", "encoding": self.encoding.name,
+                                          "special": ["PAD", "BOS", "EOS", "FRAME"], "keys": PR.KEYS,
+                                          "lowest_pitch": PR.LOWEST})
+        self.tokenizer_fingerprint = f"{FINGERPRINT}-{self.encoding.name}"
         self.prepare_settings = {"source": source}
 
     def train_dataloader(self) -> DataLoader:
@@ -137,12 +144,13 @@ class FrameLanguageModel(LanguageModelModule):
         super()._eval_epoch_end(stage)
 
 
-def check_round_trip(splits: dict[str, list[np.ndarray]], path: str) -> None:
+def check_round_trip(splits: dict[str, list[np.ndarray]], path: str,
+                     encoding: PR.Encoding = PR.ENCODINGS["keys"]) -> None:
     """Every roll must survive roll -> tokens -> roll and roll -> MIDI -> roll exactly, or the run stops."""
     bad = []
     for split, rolls in splits.items():
         for i, roll in enumerate(rolls):
-            via_tokens = PR.ids_to_roll(PR.roll_to_ids(roll))
+            via_tokens = encoding.decode(encoding.encode(roll))
             via_midi = PR.score_to_roll(PR.roll_to_score(roll), len(roll))
             if via_tokens.shape != roll.shape or not (via_tokens == roll).all():
                 bad.append(f"{split}[{i}] (tokens)")
@@ -176,14 +184,15 @@ def score_split(model: torch.nn.Module, pieces: RollPieces, batch_size: int = 16
     }
 
 
-def write_samples(model: torch.nn.Module, out: Path, num: int = 4, frames: int = 64, seed: int = 0) -> list[str]:
+def write_samples(model: torch.nn.Module, out: Path, encoding: PR.Encoding, num: int = 4, frames: int = 64,
+                  seed: int = 0) -> list[str]:
     """A few pieces drawn from the model (up to ``frames`` frames, one frame = one beat) as MIDI + PNG."""
     from melodylm.render import pianoroll_png, write_midi
 
     decoder = Decoder(model, bos=PR.BOS, eos=PR.EOS, pad=PR.PAD)
     written = []
     for k, sample in enumerate(decoder.sample(num, StopAt(max_tokens=frames * 8), seed=seed)):
-        roll = PR.ids_to_roll(sample.ids)[:frames]
+        roll = encoding.decode(sample.ids)[:frames]
         score = PR.roll_to_score(roll)
         midi = write_midi(score, out / f"sample-{k:02d}.mid")
         pianoroll_png(score, midi.with_suffix(".png"), title=f"sample {k}, seed {seed}, {len(roll)} frames")
@@ -206,14 +215,15 @@ def run(data: str | Path, out: str | Path, recipe: Recipe, max_minutes: float = 
     for name, rolls in splits.items():
         if not rolls:
             raise UserError(f"{data}: the {name} split is empty")
-    check_round_trip(splits, str(data))
+    enc = PR.encoding(recipe.data.encoding)
+    check_round_trip(splits, str(data), enc)
     log.info("%s: %s pieces train/val/test, every one converts losslessly",
              data.name, "/".join(str(len(r)) for r in splits.values()))
 
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(recipe.train.seed, verbose=False)
     dm = RollDataModule(splits, recipe.data, source=data.name)
-    module = FrameLanguageModel(vocab_size=PR.VOCAB_SIZE, **recipe.model)
+    module = FrameLanguageModel(vocab_size=enc.vocab_size, **recipe.model)
     best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/nll_frame", mode="min",
                            save_last=True)
     callbacks = [best, RichProgressBar()]
@@ -236,8 +246,7 @@ def run(data: str | Path, out: str | Path, recipe: Recipe, max_minutes: float = 
     model = module.model.eval()
     results = {
         "data": {"file": data.name, "sha256_16": _sha(data), "max_pieces": max_pieces},
-        "vocabulary": {"size": PR.VOCAB_SIZE, "tokens": "PAD BOS EOS FRAME + one per key (MIDI 21-108)",
-                       "order": "per frame: active keys ascending, then FRAME; EOS after the last frame"},
+        "vocabulary": {"encoding": enc.name, "size": enc.vocab_size, "tokens": enc.description},
         "valid": score_split(model, dm.pieces["val"], label="validation"),
         "test": score_split(model, dm.pieces["test"], label="test"),
         "epochs": trainer.current_epoch, "steps": trainer.global_step,
@@ -252,7 +261,7 @@ def run(data: str | Path, out: str | Path, recipe: Recipe, max_minutes: float = 
         "valid_nll_frame": results["valid"]["nll_frame"], "frames": results["test"]["frames"],
         "pieces": results["test"]["pieces"],
     })
-    results["samples"] = write_samples(model, out / "samples", seed=recipe.train.seed)
+    results["samples"] = write_samples(model, out / "samples", enc, seed=recipe.train.seed)
     results["minutes"] = round((time.monotonic() - started) / 60, 2)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     log.info("test NLL %.3f nats/frame (%.3f nats/token) over %d frames of %d pieces; valid %.3f nats/frame; "

@@ -10,6 +10,7 @@ import yaml
 
 from melodylm.errors import UserError
 from melodylm.models.lm_module import LanguageModelModule
+from melodylm.pianoroll import ENCODINGS
 
 
 @dataclass
@@ -18,6 +19,7 @@ class DataRecipe:
     batch_size: int = 32
     eval_batch_size: int = 32
     transpose: tuple[int, int] = (-6, 5)  # training pieces get a random shift in LOW..HIGH per window
+    encoding: str = "keys"  # frame serialisation: keys (active keys per frame) or changes (released, pressed)
 
 
 @dataclass
@@ -72,6 +74,8 @@ def load_recipe(path: str | Path | None) -> Recipe:
         raise UserError(f"{path}: unknown model argument(s) {', '.join(bad)} (known: {', '.join(sorted(allowed))})")
     recipe = Recipe(model=model, data=_section(DataRecipe, raw.get("data") or {}, "data", path),
                     train=_section(TrainRecipe, raw.get("train") or {}, "train", path))
+    if recipe.data.encoding not in ENCODINGS:
+        raise UserError(f"{path}: data.encoding must be one of {', '.join(ENCODINGS)}, got {recipe.data.encoding!r}")
     low, high = recipe.data.transpose
     if low > 0 or high < 0:
         raise UserError(f"{path}: data.transpose must include 0, got {recipe.data.transpose}")
