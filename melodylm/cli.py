@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", required=True, type=Path, help="the .mat file")
     r.add_argument("--out", required=True, type=Path, help="output folder")
     r.add_argument("--config", default=None, help="recipe YAML (model/data/train sections); default: built-in defaults")
-    r.add_argument("--max-minutes", type=float, default=60.0, help="cap on wall-clock training time (default 60)")
+    r.add_argument("--max-minutes", type=float, default=60.0,
+                   help="cap on wall-clock training time (default 60); the learning rate anneals within 95%% of it")
     r.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
     r.add_argument("--max-pieces", type=int, default=None, help="use only the first N pieces of each split (quick checks)")
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")

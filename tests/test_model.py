@@ -1,5 +1,7 @@
 """The plain torch LM: shapes, carried state, cell types, weight tying."""
 
+import math
+
 import pytest
 import torch
 
@@ -39,3 +41,24 @@ def test_tied_weights_share_the_embedding(hidden):
 def test_unknown_cell_is_refused():
     with pytest.raises(ValueError, match="cell must be one of"):
         RecurrentLM(10, cell="transformer")
+
+
+def test_a_wall_clock_horizon_anneals_the_learning_rate(monkeypatch):
+    from types import SimpleNamespace
+
+    from melodylm.models import lm_module
+
+    module = lm_module.LanguageModelModule(vocab_size=8, embedding_dim=4, hidden_size=8, num_layers=1,
+                                           warmup_steps=0, min_lr_ratio=0.1, lr=1.0)
+    module._trainer = SimpleNamespace(estimated_stepping_batches=1000)
+    now = [0.0]
+    monkeypatch.setattr(lm_module.time, "monotonic", lambda: now[0])
+    factor = module.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
+    assert factor(500) == pytest.approx(0.1 + 0.9 * 0.5)  # steps only: halfway through the cosine
+    module.schedule_seconds = 100.0
+    factor = module.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]  # the clock starts at 0 s
+    now[0] = 50.0
+    assert factor(10) == pytest.approx(0.1 + 0.9 * 0.5)  # half the time used after 10 of 1000 steps
+    assert factor(900) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(0.9 * math.pi)))
+    now[0] = 150.0
+    assert factor(10) == pytest.approx(0.1)  # past the horizon: the floor

@@ -39,6 +39,7 @@ from melodylm.progress import progress_bar
 log = logging.getLogger("melodylm")
 
 FINGERPRINT = "pianoroll-frame-tokens-v1"  # + the encoding name
+SCHEDULE_SHARE = 0.95  # the learning rate reaches its floor by this share of --max-minutes at the latest
 
 
 class _Special:
@@ -224,6 +225,7 @@ def run(data: str | Path, out: str | Path, recipe: Recipe, max_minutes: float = 
     L.seed_everything(recipe.train.seed, verbose=False)
     dm = RollDataModule(splits, recipe.data, source=data.name)
     module = FrameLanguageModel(vocab_size=enc.vocab_size, **recipe.model)
+    module.schedule_seconds = max_minutes * 60 * SCHEDULE_SHARE
     best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/nll_frame", mode="min",
                            save_last=True)
     callbacks = [best, RichProgressBar()]
@@ -254,7 +256,7 @@ def run(data: str | Path, out: str | Path, recipe: Recipe, max_minutes: float = 
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_minutes": round(train_minutes, 2), "torch_threads": torch.get_num_threads(),
         "config": {"recipe": recipe_path, **recipe.to_dict(), "max_minutes": max_minutes,
-                   "epochs_override": epochs},
+                   "epochs_override": epochs, "schedule_minutes": round(module.schedule_seconds / 60, 2)},
     }
     results.update({
         "test_nll_frame": results["test"]["nll_frame"], "test_nll_token": results["test"]["nll_token"],

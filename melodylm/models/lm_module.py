@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import lightning as L
 import torch
@@ -20,13 +21,17 @@ class LanguageModelModule(L.LightningModule):
     Logs ``train/loss`` (nats per token), and for validation/test the exact
     token-weighted ``{stage}/nll_token`` (nats), ``{stage}/ppl`` and
     ``{stage}/bits_token``. AdamW with linear warm-up and cosine decay to
-    ``min_lr_ratio * lr`` over the run. Gradient clipping is the Trainer's
+    ``min_lr_ratio * lr`` over the run; when ``schedule_seconds`` is set (the
+    piano-roll bench sets it from ``--max-minutes``), the cosine's progress is
+    the larger of the steps done and the time used, so a run cut by a time cap
+    still anneals. Gradient clipping is the Trainer's
     (``trainer.gradient_clip_val``, by norm).
 
     ``vocab_size`` is linked from the data module by the CLI.
     """
 
     checkpoint_kind = "language_model"  # the checkpoint's ``melodylm.kind``: which loader reads it
+    schedule_seconds: float | None = None  # a wall-clock horizon for the learning-rate schedule (None: steps only)
 
     def __init__(
         self,
@@ -93,12 +98,16 @@ class LanguageModelModule(L.LightningModule):
             lr=self.hparams.lr,
         )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup, floor = self.hparams.warmup_steps, self.hparams.min_lr_ratio
+        warmup, floor, horizon = self.hparams.warmup_steps, self.hparams.min_lr_ratio, self.schedule_seconds
+        start = time.monotonic()
 
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            progress = (step - warmup) / max(total - warmup, 1)
+            if horizon:
+                progress = max(progress, (time.monotonic() - start) / horizon)
+            progress = min(progress, 1.0)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
