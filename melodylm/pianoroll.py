@@ -13,12 +13,12 @@ with ``FRAME`` and the piece with ``EOS``:
   ascending order (miditok's MIDILike at the frame grid). A held chord costs
   one ``FRAME`` per frame instead of all its keys again.
 
-A piece's NLL per frame is
-the sum of the NLL of every token that encodes it (key tokens, every
-``FRAME``, the final ``EOS``) divided by its number of frames: the cost of
-the whole 88-key frame given all earlier frames, as in the published tables
-(which leave out frame 1 and the end of the piece, so ours can only be
-pessimistic). ``melodylm bench pianoroll`` (:mod:`melodylm.benchmarks.pianoroll`) builds on it.
+A piece's NLL per frame is the sum of the NLL of every token that encodes it
+(key tokens, every ``FRAME``, the final ``EOS``) divided by its number of
+frames: the cost of the whole 88-key frame given all earlier frames, as in
+the published tables (which leave out frame 1 and the end of the piece, so
+ours can only be pessimistic). ``melodylm bench pianoroll``
+(:mod:`melodylm.benchmarks.pianoroll`) builds on it.
 """
 
 from __future__ import annotations
