@@ -98,7 +98,8 @@ class LanguageModelModule(L.LightningModule):
             lr=self.hparams.lr,
         )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup, floor, horizon = self.hparams.warmup_steps, self.hparams.min_lr_ratio, self.schedule_seconds
+        warmup, floor = self.hparams.warmup_steps, self.hparams.min_lr_ratio
+        horizon = getattr(self, "schedule_seconds", None)  # the seq2seq, tagger and playlist modules borrow this method
         start = time.monotonic()
 
         def factor(step: int) -> float:
