@@ -8,7 +8,8 @@ maps title words to the right part of a catalog, nothing about taste.
 
 Needs ``../shared/data/nottingham`` (``ABC_cleaned/*.abc`` for titles, keys
 and meters; ``MIDI/melody/BOOKN.mid`` is tune ``X: N`` of ``BOOK.abc``),
-which a fresh clone does not have.
+which a fresh clone does not have (``music21set.py`` builds one that needs
+only music21).
 
     python -m melodylm.playlist.nottingham --data ../shared/data/nottingham --out datasets/playlists/nottingham
 """
@@ -16,12 +17,11 @@ which a fresh clone does not have.
 from __future__ import annotations
 
 import argparse
-import random
-import re
 from pathlib import Path
 
 from melodylm.errors import UserError
 from melodylm.playlist.data import write_jsonl
+from melodylm.playlist.synthetic import abc_tunes, make_playlists
 
 BOOKS = {  # ABC file stem -> (category name, adjectives that fit it)
     "jigs": ("jigs", ["lively", "bouncy", "irish", "session", "quick", "fast"]),
@@ -39,9 +39,9 @@ BOOKS = {  # ABC file stem -> (category name, adjectives that fit it)
     "playford": ("playford dances", ["country", "old english", "ballroom", "baroque"]),
     "ashover": ("ashover tunes", ["derbyshire", "village", "old", "english"]),
 }
-KEYS = {"G": "G", "D": "D", "A": "A", "C": "C", "F": "F", "Em": "E minor", "Am": "A minor", "Dm": "D minor",
-        "Bm": "B minor", "Edor": "E dorian", "Ador": "A dorian"}
-METERS = {"6/8": "6/8", "4/4": "common time", "3/4": "3/4", "2/4": "2/4", "9/8": "9/8"}
+KEYS = {"G": "in G", "D": "in D", "A": "in A", "C": "in C", "F": "in F", "Em": "in E minor", "Am": "in A minor",
+        "Dm": "in D minor", "Bm": "in B minor", "Edor": "in E dorian", "Ador": "in A dorian"}
+METERS = {"6/8": "in 6/8", "4/4": "in common time", "3/4": "in 3/4", "2/4": "in 2/4", "9/8": "in 9/8"}
 
 
 def read_books(root: Path) -> list[dict]:
@@ -52,14 +52,7 @@ def read_books(root: Path) -> list[dict]:
     tunes = []
     for book, (category, _) in BOOKS.items():
         text = (abc_dir / f"{book}.abc").read_text(encoding="latin-1")
-        for block in re.split(r"\n(?=X:)", text):
-            fields: dict[str, str] = {}
-            for line in block.splitlines():
-                m = re.match(r"^([XTKM]):\s*(.*)$", line)
-                if m and m.group(1) not in fields:
-                    fields[m.group(1)] = m.group(2).strip()
-            if "X" not in fields:
-                continue
+        for fields, _ in abc_tunes(text):
             tid = f"{book}{int(fields['X'])}"
             path = midi_dir / f"{tid}.mid"
             if path.is_file():
@@ -68,36 +61,10 @@ def read_books(root: Path) -> list[dict]:
     return tunes
 
 
-def make_playlists(tunes: list[dict], per_category: int = 60, seed: int = 0) -> list[dict]:
-    """Random titled draws from each category (and from its keys and meters with at least 12 tunes)."""
-    rng = random.Random(seed)
-    by_cat: dict[str, list[dict]] = {}
-    for t in tunes:
-        by_cat.setdefault(t["category"], []).append(t)
-    adjectives = {cat: adj for cat, adj in BOOKS.values()}
-    out = []
-    for cat, pool in sorted(by_cat.items()):
-        groups = [(cat, pool)]
-        for key, name in KEYS.items():
-            sub = [t for t in pool if t["key"] == key]
-            if len(sub) >= 12:
-                groups.append((f"{cat} in {name}", sub))
-        for meter, name in METERS.items():
-            sub = [t for t in pool if t["meter"] == meter]
-            if 12 <= len(sub) < len(pool) * 0.9:
-                groups.append((f"{cat} in {name}", sub))
-        count = max(per_category, 2 * len(groups))
-        for i in range(count):
-            base, members = groups[0] if i % 2 == 0 else groups[rng.randrange(len(groups))]
-            title = base if rng.random() < 0.3 else f"{rng.choice(adjectives[cat])} {base}"
-            n = rng.randint(min(8, len(members)), min(25, len(members)))
-            out.append({"pid": f"{cat}-{i}", "title": title, "tracks": [t["id"] for t in rng.sample(members, n)]})
-    return out
-
-
 def build(root: str | Path, out: str | Path, per_category: int = 60, seed: int = 0) -> dict:
     tunes = read_books(Path(root))
-    playlists = make_playlists(tunes, per_category, seed)
+    adjectives = {cat: adj for cat, adj in BOOKS.values()}
+    playlists = make_playlists(tunes, adjectives, [("key", KEYS), ("meter", METERS)], per_category, seed)
     out = Path(out)
     write_jsonl(out / "catalog.jsonl", ({k: t[k] for k in ("id", "path", "title", "category", "key", "meter")}
                                         for t in tunes))
