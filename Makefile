@@ -62,5 +62,13 @@ melody-lm: $(STAMP)
 bench-melody: $(STAMP)
 	$(BIN)/melodylm bench melody --ckpt checkpoints/nottingham-melody --data datasets/prepared/nottingham-melody-t5 --out runs/melody-nottingham.json
 
+# Playlist example from the music21 corpus alone (works on a fresh clone): build, fit id embeddings, evaluate.
+.PHONY: playlist-music21
+playlist-music21: $(STAMP)
+	$(BIN)/python -m melodylm.playlist.music21set --out datasets/playlists/music21
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config configs/playlist-music21-ids.yaml
+	$(BIN)/python -m melodylm.playlist.evaluate --ckpt checkpoints/playlist-music21-ids \
+		--playlists datasets/playlists/music21/playlists.jsonl --out runs/playlist-music21-ids.json
+
 clean:
 	rm -rf $(VENV) samples checkpoints/*/ datasets/prepared runs

@@ -10,6 +10,8 @@ tokens) or, for catalogs of bare ids, by learned id embeddings.
 (batches) -> ``model.py`` (plain torch net + loading + decoding) ->
 ``melodylm/models/playlist_module.py`` (Lightning) -> ``metrics.py`` /
 ``evaluate.py`` (RecSys Challenge 2018 metrics and baselines);
-``nottingham.py`` builds the small synthetic example; ``commands.py`` holds
+``nottingham.py`` (needs ../shared/data) and ``music21set.py`` (music21's
+corpus alone) build the small synthetic examples, with what they share in
+``synthetic.py``; ``commands.py`` holds
 ``melodylm embed`` and ``melodylm playlist``.
 """
