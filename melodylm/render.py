@@ -17,6 +17,35 @@ def write_midi(score: Score, path: Path) -> Path:
     return path
 
 
+def concatenate(pieces: list[tuple[str, Path]], gap: float = 1.0, tpq: int = 480) -> Score:
+    """One score playing ``(title, MIDI path)`` pieces in order, ``gap`` seconds apart.
+
+    Each piece keeps its own tempo (times are carried over in seconds); parts
+    with the same program share a track, and a marker names each piece.
+    """
+    from symusic import Tempo, TextMeta, Track
+
+    merged = Score(tpq, ttype="second")
+    merged.tempos.append(Tempo(0.0, qpm=120.0, ttype="second"))
+    tracks: dict[tuple[int, bool], Track] = {}
+    start = 0.0
+    for title, path in pieces:
+        piece = Score(str(path)).to("second")
+        piece.shift_time(start, inplace=True)
+        merged.markers.append(TextMeta(start, title, ttype="second"))
+        for track in piece.tracks:
+            key = (track.program, track.is_drum)
+            if key not in tracks:
+                tracks[key] = Track(name=f"program {track.program}", program=track.program, is_drum=track.is_drum,
+                                    ttype="second")
+            tracks[key].notes.extend(track.notes)
+        start = max(start, piece.end()) + gap
+    for track in tracks.values():
+        track.notes.sort()
+        merged.tracks.append(track)
+    return merged.to("tick")
+
+
 TRACK_COLOURS = ("0.6", "tab:blue", "tab:orange", "tab:green")  # with several tracks: the first (a condition) grey
 
 

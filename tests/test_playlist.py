@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from symusic import Score
 
 from melodylm.errors import UserError
 from melodylm.playlist import metrics
@@ -161,6 +162,8 @@ def test_fit_then_playlist_with_learned_ids(tmp_path):
     run_cli("playlist", "--ckpt", str(run_dir), "--title", "slow waltzes", "--n", "40", "--out", str(m3u))
     lines = m3u.read_text().splitlines()
     assert lines[0] == "#EXTM3U" and sum(not ln.startswith("#") for ln in lines) == 16  # capped at the catalog
+    proc = run_cli("playlist", "--ckpt", str(run_dir), "--title", "jigs", "--out", str(tmp_path / "l.mid"), check=False)
+    assert proc.returncode == 2 and "no MIDI file for 16 of the 16 tracks" in proc.stderr
 
     from melodylm.playlist.evaluate import evaluate
 
@@ -194,6 +197,14 @@ def test_embed_midi_then_fit_with_song_embeddings(tmp_path, trained, oneills_mid
             "--n", "5", "--out", str(m3u))
     paths = [ln for ln in m3u.read_text().splitlines() if not ln.startswith("#")]
     assert len(paths) == len(set(paths)) == 5 and all(Path(p).is_file() for p in paths)
+    midi = tmp_path / "out.mid"
+    run_cli("playlist", "--ckpt", str(tmp_path / "checkpoints" / "playlist-debug"), "--title", "reels",
+            "--n", "5", "--out", str(midi))
+    pieces = [Score(p).to("second") for p in paths]
+    played = Score(str(midi)).to("second")
+    assert played.note_num() == sum(p.note_num() for p in pieces)
+    assert [m.text.split(":")[0] for m in played.markers] == [Path(p).stem for p in paths]  # in playlist order
+    assert played.end() == pytest.approx(sum(p.end() for p in pieces) + 4 * 1.0, abs=0.01)  # 1 s between pieces
 
 
 def test_missing_embedding_is_refused(tmp_path):

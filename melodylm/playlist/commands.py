@@ -23,7 +23,9 @@ def add_playlist_arguments(p) -> None:
     p.add_argument("--ckpt", required=True, help="playlist checkpoint file or run folder")
     p.add_argument("--title", required=True, help='playlist title, e.g. "lively jigs"')
     p.add_argument("--n", type=int, default=20, help="tracks in the playlist (default 20; fewer if the catalog is smaller)")
-    p.add_argument("--out", type=Path, default=None, help="write .json (ids, titles, paths) or .m3u (MIDI paths); default: print")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write .json (ids, titles, paths), .m3u (MIDI paths) or .mid (the tracks' MIDI played one after "
+                        "another, a marker naming each; needs a catalog with MIDI paths); default: print")
 
 
 def embed_main(args) -> int:
@@ -41,13 +43,23 @@ def embed_main(args) -> int:
     return 0
 
 
+def _write_concatenated(rows: list[dict], out: Path) -> None:
+    from melodylm.render import concatenate, write_midi
+
+    missing = [r["id"] for r in rows if not r["path"] or not Path(r["path"]).is_file()]
+    if missing:
+        raise UserError(f"no MIDI file for {len(missing)} of the {len(rows)} tracks (first: {missing[0]}); "
+                        "an id-only catalog can write .json or .m3u")
+    write_midi(concatenate([(f"{r['id']}: {r['title']}", Path(r["path"])) for r in rows]), out)
+
+
 def playlist_main(args) -> int:
     from melodylm.playlist.model import load
 
     if args.n < 1:
         raise UserError(f"--n must be >= 1, got {args.n}")
-    if args.out is not None and args.out.suffix.lower() not in (".json", ".m3u", ".m3u8"):
-        raise UserError(f"--out must end in .json or .m3u, got {args.out}")
+    if args.out is not None and args.out.suffix.lower() not in (".json", ".m3u", ".m3u8", ".mid", ".midi"):
+        raise UserError(f"--out must end in .json, .m3u or .mid, got {args.out}")
     gen = load(args.ckpt)
     tracks = gen.generate(args.title, args.n)
     cat = gen.catalog
@@ -59,6 +71,8 @@ def playlist_main(args) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix.lower() == ".json":
         args.out.write_text(json.dumps({"title": args.title, "tracks": rows}, indent=2, ensure_ascii=False) + "\n")
+    elif args.out.suffix.lower() in (".mid", ".midi"):
+        _write_concatenated(rows, args.out)
     else:
         lines = ["#EXTM3U", f"#PLAYLIST:{args.title}"]
         for r in rows:
