@@ -15,23 +15,83 @@ from melodylm.checkpoint import FORMAT_VERSION, check_tokenizer_matches
 from melodylm.models.components.rnn_lm import RecurrentLM
 
 
-class LanguageModelModule(L.LightningModule):
+class TrainingSteps(L.LightningModule):
+    """What every melodylm LightningModule shares: the train/validation/test loop around ``model_step``,
+    AdamW with linear warm-up and cosine decay to ``min_lr_ratio * lr`` (hyperparameters ``lr``,
+    ``weight_decay``, ``warmup_steps``, ``min_lr_ratio``), and the data module lookup.
+
+    A subclass defines ``self.model``, ``self.eval_nll`` (a ``MeanMetric``), ``model_step(batch) ->
+    (loss, count)`` and ``_eval_epoch_end(stage)``. When ``schedule_seconds`` is set (the piano-roll
+    bench sets it from ``--max-minutes``), the cosine's progress is the larger of the steps done and
+    the time used, so a run cut by a time cap still anneals.
+    """
+
+    schedule_seconds: float | None = None  # a wall-clock horizon for the learning-rate schedule (None: steps only)
+
+    def training_step(self, batch, batch_idx):
+        loss, count = self.model_step(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=count)
+        return loss
+
+    def _eval_step(self, batch) -> None:
+        loss, count = self.model_step(batch)
+        self.eval_nll.update(loss, weight=count)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self):
+        decay = [p for n, p in self.model.named_parameters() if p.dim() > 1 and "embedding" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if not (p.dim() > 1 and "embedding" not in n)]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup, floor = self.hparams.warmup_steps, self.hparams.min_lr_ratio
+        horizon = self.schedule_seconds
+        start = time.monotonic()
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(total - warmup, 1)
+            if horizon:
+                progress = max(progress, (time.monotonic() - start) / horizon)
+            progress = min(progress, 1.0)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _datamodule(self):
+        trainer = self._trainer
+        return getattr(trainer, "datamodule", None) if trainer is not None else None
+
+
+class LanguageModelModule(TrainingSteps):
     """Next-token cross-entropy on a :class:`RecurrentLM`.
 
     Logs ``train/loss`` (nats per token), and for validation/test the exact
     token-weighted ``{stage}/nll_token`` (nats), ``{stage}/ppl`` and
-    ``{stage}/bits_token``. AdamW with linear warm-up and cosine decay to
-    ``min_lr_ratio * lr`` over the run; when ``schedule_seconds`` is set (the
-    piano-roll bench sets it from ``--max-minutes``), the cosine's progress is
-    the larger of the steps done and the time used, so a run cut by a time cap
-    still anneals. Gradient clipping is the Trainer's
+    ``{stage}/bits_token``. Optimiser and schedule: :class:`TrainingSteps`.
+    Gradient clipping is the Trainer's
     (``trainer.gradient_clip_val``, by norm).
 
     ``vocab_size`` is linked from the data module by the CLI.
     """
 
     checkpoint_kind = "language_model"  # the checkpoint's ``melodylm.kind``: which loader reads it
-    schedule_seconds: float | None = None  # a wall-clock horizon for the learning-rate schedule (None: steps only)
 
     def __init__(
         self,
@@ -59,15 +119,6 @@ class LanguageModelModule(L.LightningModule):
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE)
         return loss, int((y != IGNORE).sum())
 
-    def training_step(self, batch, batch_idx):
-        loss, count = self.model_step(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=count)
-        return loss
-
-    def _eval_step(self, batch) -> None:
-        loss, count = self.model_step(batch)
-        self.eval_nll.update(loss, weight=count)
-
     def _eval_epoch_end(self, stage: str) -> None:
         nll = self.eval_nll.compute()
         self.eval_nll.reset()
@@ -77,48 +128,7 @@ class LanguageModelModule(L.LightningModule):
             f"{stage}/bits_token": nll / math.log(2),
         }, prog_bar=True)
 
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch)
-
-    def on_validation_epoch_end(self):
-        self._eval_epoch_end("val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch)
-
-    def on_test_epoch_end(self):
-        self._eval_epoch_end("test")
-
-    def configure_optimizers(self):
-        decay = [p for n, p in self.model.named_parameters() if p.dim() > 1 and "embedding" not in n]
-        no_decay = [p for n, p in self.model.named_parameters() if not (p.dim() > 1 and "embedding" not in n)]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr,
-        )
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup, floor = self.hparams.warmup_steps, self.hparams.min_lr_ratio
-        horizon = getattr(self, "schedule_seconds", None)  # the seq2seq, tagger and playlist modules borrow this method
-        start = time.monotonic()
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(total - warmup, 1)
-            if horizon:
-                progress = max(progress, (time.monotonic() - start) / horizon)
-            progress = min(progress, 1.0)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
     # --- self-describing checkpoints -------------------------------------------
-
-    def _datamodule(self):
-        trainer = self._trainer
-        return getattr(trainer, "datamodule", None) if trainer is not None else None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         dm = self._datamodule()

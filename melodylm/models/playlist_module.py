@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from melodylm.checkpoint import FORMAT_VERSION
-from melodylm.models.lm_module import LanguageModelModule
+from melodylm.models.lm_module import TrainingSteps
 from melodylm.playlist.model import PlaylistNet, repeat_mask
 
 
-class PlaylistModule(L.LightningModule):
+class PlaylistModule(TrainingSteps):
     """Next-track cross-entropy (nats per track) over the whole catalog, tracks already played masked out.
 
     The network is built in :meth:`setup` once the data module's catalog (and
@@ -50,18 +49,11 @@ class PlaylistModule(L.LightningModule):
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
         return loss, int((y != -100).sum())
 
-    training_step = LanguageModelModule.training_step
-    _eval_step = LanguageModelModule._eval_step
 
     def _eval_epoch_end(self, stage: str) -> None:
         self.log(f"{stage}/nll_track", self.eval_nll.compute(), prog_bar=True)
         self.eval_nll.reset()
 
-    validation_step = LanguageModelModule.validation_step
-    on_validation_epoch_end = LanguageModelModule.on_validation_epoch_end
-    test_step = LanguageModelModule.test_step
-    on_test_epoch_end = LanguageModelModule.on_test_epoch_end
-    configure_optimizers = LanguageModelModule.configure_optimizers
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["melodylm"] = {

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from melodylm.batches import IGNORE
 from melodylm.models.components.seq2seq import Seq2Seq
-from melodylm.models.lm_module import LanguageModelModule
+from melodylm.models.lm_module import LanguageModelModule, TrainingSteps
 
 
-class Seq2SeqModule(L.LightningModule):
+class Seq2SeqModule(TrainingSteps):
     """Next-target-token cross-entropy of a :class:`Seq2Seq` given the condition.
 
     Logs ``train/loss`` and, on whole held-out pairs, the exact
@@ -50,16 +49,8 @@ class Seq2SeqModule(L.LightningModule):
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE)
         return loss, int((y != IGNORE).sum())
 
-    # the same loop, metrics and optimiser as the language model
-    training_step = LanguageModelModule.training_step
-    _eval_step = LanguageModelModule._eval_step
+    # the same metrics and checkpoint contents as the language model
     _eval_epoch_end = LanguageModelModule._eval_epoch_end
-    validation_step = LanguageModelModule.validation_step
-    on_validation_epoch_end = LanguageModelModule.on_validation_epoch_end
-    test_step = LanguageModelModule.test_step
-    on_test_epoch_end = LanguageModelModule.on_test_epoch_end
-    configure_optimizers = LanguageModelModule.configure_optimizers
-    _datamodule = LanguageModelModule._datamodule
 
     on_save_checkpoint = LanguageModelModule.on_save_checkpoint
     on_load_checkpoint = LanguageModelModule.on_load_checkpoint

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
@@ -10,12 +9,12 @@ from torchmetrics import MeanMetric
 from melodylm.batches import IGNORE
 from melodylm.checkpoint import FORMAT_VERSION
 from melodylm.models.components.seq2seq import BeatTagger
-from melodylm.models.lm_module import LanguageModelModule
+from melodylm.models.lm_module import TrainingSteps
 from melodylm.seq2seq.beats import NUM_FEATURES
 from melodylm.seq2seq.chords import LABELS
 
 
-class TaggerModule(L.LightningModule):
+class TaggerModule(TrainingSteps):
     """Cross-entropy of the chord label per beat; logs ``{stage}/accuracy`` (share of beats right) and
     ``{stage}/nll_beat`` (nats). ``vocab_size`` is the number of chord labels, linked from the data module."""
 
@@ -59,14 +58,9 @@ class TaggerModule(L.LightningModule):
         self.eval_nll.reset()
         self.eval_acc.reset()
 
-    validation_step = LanguageModelModule.validation_step
-    on_validation_epoch_end = LanguageModelModule.on_validation_epoch_end
-    test_step = LanguageModelModule.test_step
-    on_test_epoch_end = LanguageModelModule.on_test_epoch_end
-    configure_optimizers = LanguageModelModule.configure_optimizers
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        dm = LanguageModelModule._datamodule(self)
+        dm = self._datamodule()
         checkpoint["melodylm"] = {
             "format": FORMAT_VERSION,
             "kind": "chord_tagger",
