@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -211,6 +212,7 @@ def _setup_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _setup_logging()
+    os.environ.setdefault("WANDB_MODE", "offline")  # every command that logs to wandb: offline unless told otherwise
     try:
         if argv and argv[0] in ("fit", "validate", "test"):
             from melodylm import train

@@ -24,7 +24,7 @@ class MelodyCLI(LightningCLI):
 
 
 def run(args: list[str]) -> None:
-    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_MODE", "offline")  # also when called without melodylm.cli.main
     sys.argv = ["melodylm", *args]  # LightningCLI reads the command line itself
     MelodyCLI(
         L.LightningModule,

@@ -20,9 +20,15 @@ SHARED_DATA = Path(os.environ.get("MELODYLM_SHARED_DATA", REPO.parent / "shared"
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
-def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m melodylm ARGS`` as a user would; output captured as text."""
-    env = {**os.environ, "WANDB_MODE": "disabled", "COLUMNS": "200"}
+def run_cli(*args: str, cwd: Path | None = None, check: bool = True,
+            wandb_mode: str | None = "disabled") -> subprocess.CompletedProcess:
+    """Run ``python -m melodylm ARGS`` as a user would; output captured as text.
+
+    ``wandb_mode=None`` leaves ``WANDB_MODE`` unset, as on a user's machine.
+    """
+    env = {**os.environ, "WANDB_MODE": wandb_mode or "", "COLUMNS": "200"}
+    if wandb_mode is None:
+        del env["WANDB_MODE"]
     proc = subprocess.run([sys.executable, "-m", "melodylm", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:

@@ -86,6 +86,25 @@ def test_transposing_change_tokens_keeps_ons_and_offs_apart():
                                       np.roll(PR.change_ids_to_roll(plain[plain > PR.BOS].tolist()), shift, axis=1))
 
 
+def test_transposing_hold_tokens_moves_keys_only():
+    roll = np.zeros((4, 88), dtype=bool)
+    roll[0:3, [40, 44]] = True  # a chord, held twice (two HOLD tokens), then silence
+    pieces = bench.RollPieces([roll], PR.ENCODINGS["hold"])
+    assert (pieces[0] == PR.HOLD).sum() == 2
+    windows = bench.TransposedWindows(pieces, seq_len=16, shifts=(-3, 3))
+    plain = WindowDataset.__getitem__(windows, 0)[0]
+    torch.manual_seed(0)
+    shifts = set()
+    for _ in range(30):
+        x, _ = windows[0]
+        shift = int(x[1] - plain[1])
+        shifts.add(shift)
+        assert (x == PR.HOLD).sum() == 2
+        np.testing.assert_array_equal(PR.hold_ids_to_roll(x[x > PR.BOS].tolist()),
+                                      np.roll(PR.hold_ids_to_roll(plain[plain > PR.BOS].tolist()), shift, axis=1))
+    assert shifts == set(range(-3, 4))
+
+
 def test_a_lossy_conversion_stops_the_run():
     roll = np.zeros((3, 88), dtype=bool)
     roll[1, 40] = True
@@ -104,14 +123,14 @@ def test_recipes_load_and_unknown_keys_are_refused(tmp_path):
     with pytest.raises(UserError, match="unknown model argument.*hidden"):
         load_recipe(bad)
     bad.write_text("data: {encoding: deltas}\n")
-    with pytest.raises(UserError, match="data.encoding must be one of keys, changes"):
+    with pytest.raises(UserError, match="data.encoding must be one of keys, changes, hold"):
         load_recipe(bad)
     bad.write_text("data: {seq: 3}\n")
     with pytest.raises(UserError, match="unknown key.*seq"):
         load_recipe(bad)
 
 
-@pytest.mark.parametrize("encoding", ["keys", "changes"])
+@pytest.mark.parametrize("encoding", ["keys", "changes", "hold"])
 def test_bench_pianoroll_end_to_end_on_any_file(tmp_path, tiny_mat, encoding):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY_RECIPE.replace("transpose: [-3, 3]", f"transpose: [-3, 3], encoding: {encoding}"))
@@ -140,6 +159,15 @@ def test_bench_pianoroll_end_to_end_on_any_file(tmp_path, tiny_mat, encoding):
     assert math.isclose(results["test_nll_frame"], total / results["frames"], rel_tol=1e-4)
     assert results["test_nll_frame"] < 88 * math.log(2)  # better than coin flips on every key
     assert len(list((out / "samples").glob("*.mid"))) == 4 and len(list((out / "samples").glob("*.png"))) == 4
+
+
+def test_bench_pianoroll_logs_to_wandb_offline_by_default(tmp_path, tiny_mat, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    run_cli("bench", "pianoroll", "--data", str(tiny_mat), "--out", str(tmp_path / "run"), "--config", str(recipe),
+            wandb_mode=None)  # no WANDB_MODE and no API key: must not ask to log in
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
 
 
 def test_bench_pianoroll_bad_input_is_one_line(tmp_path):
