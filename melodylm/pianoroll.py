@@ -3,15 +3,19 @@
 Data: MATLAB files with ``traindata`` / ``validdata`` / ``testdata``, each a
 cell array of binary ``(frames, 88)`` rolls, column 0 = MIDI pitch 21.
 
-Two lossless serialisations (:data:`ENCODINGS`), both ending every frame
-with ``FRAME`` and the piece with ``EOS``:
+Three lossless serialisations (:data:`ENCODINGS`), all ending the piece
+with ``EOS``:
 
 - ``keys`` (92 tokens: ``PAD, BOS, EOS, FRAME`` + one per key): every frame
   lists its active keys in ascending order;
 - ``changes`` (180 tokens: the same + one ``OFF`` per key): every frame lists
   the keys released since the previous frame, then the keys pressed, each in
   ascending order (miditok's MIDILike at the frame grid). A held chord costs
-  one ``FRAME`` per frame instead of all its keys again.
+  one ``FRAME`` per frame instead of all its keys again;
+- ``hold`` (93 tokens: ``keys`` + ``HOLD``): a frame equal to the previous
+  one is the single token ``HOLD`` (the first frame repeats silence); any
+  other frame is written as in ``keys``. Every frame stays explicit when it
+  changes, and a held chord costs one token per frame.
 
 A piece's NLL per frame is the sum of the NLL of every token that encodes it
 (key tokens, every ``FRAME``, the final ``EOS``) divided by its number of
@@ -39,6 +43,8 @@ FIRST_KEY = 4
 VOCAB_SIZE = FIRST_KEY + KEYS  # the ``keys`` encoding
 FIRST_OFF = VOCAB_SIZE  # the ``changes`` encoding adds one OFF token per key
 CHANGES_VOCAB_SIZE = FIRST_OFF + KEYS
+HOLD = VOCAB_SIZE  # the ``hold`` encoding adds one token: "the previous frame again"
+HOLD_VOCAB_SIZE = HOLD + 1
 SPLITS = {"train": "traindata", "val": "validdata", "test": "testdata"}
 
 
@@ -129,24 +135,71 @@ def change_ids_to_roll(ids: list[int]) -> np.ndarray:
     return np.array(frames, dtype=bool).reshape(-1, KEYS)
 
 
+def roll_to_hold_ids(roll: np.ndarray) -> list[int]:
+    """``(frames, 88)`` binary roll -> ``hold`` token ids: HOLD for a repeated frame, else its keys and FRAME; EOS."""
+    roll = np.asarray(roll, dtype=bool)
+    before = np.vstack([np.zeros((1, KEYS), bool), roll[:-1]])
+    ids: list[int] = []
+    for prev, now in zip(before, roll):
+        if (prev == now).all():
+            ids.append(HOLD)
+        else:
+            ids += (np.flatnonzero(now) + FIRST_KEY).tolist()
+            ids.append(FRAME)
+    ids.append(EOS)
+    return ids
+
+
+def hold_ids_to_roll(ids: list[int]) -> np.ndarray:
+    """Inverse of :func:`roll_to_hold_ids` (stops at EOS; keys pending before a HOLD are dropped, as in a sample)."""
+    frames, current = [], np.zeros(KEYS, dtype=bool)
+    previous = current.copy()
+    for tok in ids:
+        if tok == EOS:
+            break
+        if tok == HOLD:
+            frames.append(previous.copy())
+            current[:] = False
+        elif tok == FRAME:
+            frames.append(current)
+            previous, current = current, np.zeros(KEYS, dtype=bool)
+        elif FIRST_KEY <= tok < VOCAB_SIZE:
+            current[tok - FIRST_KEY] = True
+        else:
+            raise ValueError(f"token {tok} is not a hold-encoding token")
+    if current.any():
+        frames.append(current)
+    return np.array(frames, dtype=bool).reshape(-1, KEYS)
+
+
 @dataclass(frozen=True)
 class Encoding:
-    """A lossless roll <-> token serialisation; key tokens (ON and OFF alike) move by ``shift`` under transposition."""
+    """A lossless roll <-> token serialisation.
+
+    Tokens ``FIRST_KEY <= id < key_end`` name keys (ON, or OFF, in blocks 88 wide): transposition adds the shift
+    to them and to nothing else. Each frame ends with exactly one of ``frame_ends``.
+    """
 
     name: str
     vocab_size: int
+    key_end: int
+    frame_ends: tuple[int, ...]
     encode: Callable[[np.ndarray], list[int]]
     decode: Callable[[list[int]], np.ndarray]
     description: str
 
 
 ENCODINGS = {
-    "keys": Encoding("keys", VOCAB_SIZE, roll_to_ids, ids_to_roll,
+    "keys": Encoding("keys", VOCAB_SIZE, VOCAB_SIZE, (FRAME,), roll_to_ids, ids_to_roll,
                      "PAD BOS EOS FRAME + one per key (MIDI 21-108); per frame: its active keys ascending, then FRAME; "
                      "EOS after the last frame"),
-    "changes": Encoding("changes", CHANGES_VOCAB_SIZE, roll_to_change_ids, change_ids_to_roll,
+    "changes": Encoding("changes", CHANGES_VOCAB_SIZE, CHANGES_VOCAB_SIZE, (FRAME,),
+                        roll_to_change_ids, change_ids_to_roll,
                         "PAD BOS EOS FRAME + ON and OFF per key (MIDI 21-108); per frame: keys released, then keys "
                         "pressed since the previous frame, each ascending, then FRAME; EOS after the last frame"),
+    "hold": Encoding("hold", HOLD_VOCAB_SIZE, VOCAB_SIZE, (FRAME, HOLD), roll_to_hold_ids, hold_ids_to_roll,
+                     "PAD BOS EOS FRAME + one per key (MIDI 21-108) + HOLD; per frame: HOLD if it repeats the "
+                     "previous frame, else its active keys ascending, then FRAME; EOS after the last frame"),
 }
 
 

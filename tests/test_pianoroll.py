@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from melodylm.errors import UserError
-from melodylm.pianoroll import (ENCODINGS, EOS, FIRST_KEY, FIRST_OFF, FRAME, change_ids_to_roll, encoding,
-                                frame_nll, ids_to_roll, load_mat, roll_to_change_ids, roll_to_ids, roll_to_score,
-                                score_to_roll)
+from melodylm.pianoroll import (ENCODINGS, EOS, FIRST_KEY, FIRST_OFF, FRAME, HOLD, change_ids_to_roll, encoding,
+                                frame_nll, hold_ids_to_roll, ids_to_roll, load_mat, roll_to_change_ids,
+                                roll_to_hold_ids, roll_to_ids, roll_to_score, score_to_roll)
 from tests.conftest import SHARED_DATA
 
 ROLLS = SHARED_DATA / "pianoroll"
@@ -34,6 +34,18 @@ def test_change_tokens_of_a_toy_roll():
     held = np.zeros((4, 88), dtype=bool)
     held[:, [10, 20]] = True  # a chord held for four frames costs one FRAME per frame after the first
     assert roll_to_change_ids(held) == [FIRST_KEY + 10, FIRST_KEY + 20, FRAME, FRAME, FRAME, FRAME, EOS]
+
+
+def test_hold_tokens_of_a_toy_roll():
+    # The first frame is new, frame 1 repeats it, frame 2 drops E4, frames 3-4 are silent (3 new, 4 a repeat).
+    roll = np.zeros((5, 88), dtype=bool)
+    roll[:2, [39, 43]] = True
+    roll[2, 39] = True
+    assert roll_to_hold_ids(roll) == [FIRST_KEY + 39, FIRST_KEY + 43, FRAME, HOLD, FIRST_KEY + 39, FRAME, FRAME,
+                                      HOLD, EOS]
+    np.testing.assert_array_equal(hold_ids_to_roll(roll_to_hold_ids(roll)), roll)
+    assert roll_to_hold_ids(np.zeros((2, 88), bool)) == [HOLD, HOLD, EOS]  # silence repeats the silence before it
+    assert encoding("hold").frame_ends == (FRAME, HOLD) and encoding("hold").vocab_size == HOLD + 1
 
 
 def test_decoding_sampled_change_tokens_is_forgiving():

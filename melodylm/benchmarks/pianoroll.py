@@ -50,6 +50,7 @@ class RollPieces:
     """Frame-token pieces in memory, with the interface of :class:`melodylm.store.Pieces` (no EOS: framing adds it)."""
 
     def __init__(self, rolls: list[np.ndarray], encoding: PR.Encoding = PR.ENCODINGS["keys"]):
+        self.encoding = encoding
         self.ids = [np.asarray(encoding.encode(r)[:-1], dtype=np.int64) for r in rolls]
         self.frames = np.array([len(r) for r in rolls], dtype=np.int64)
         active = [np.flatnonzero(r.any(0)) for r in rolls]
@@ -69,8 +70,8 @@ class RollPieces:
 class TransposedWindows(WindowDataset):
     """Training windows, each moved by a random shift in ``shifts`` that keeps its piece on the 88 keys.
 
-    Every token from ``FIRST_KEY`` on names a key (ON, or OFF in the ``changes`` encoding, each block 88 wide),
-    so adding the shift moves it to the same kind of token on the shifted key.
+    The encoding's key tokens (ON, or OFF in the ``changes`` encoding, each block 88 wide) move by the shift to
+    the same kind of token on the shifted key; the others (``FRAME``, ``HOLD``) stay.
     """
 
     def __init__(self, pieces: RollPieces, seq_len: int, shifts: tuple[int, int]):
@@ -84,8 +85,9 @@ class TransposedWindows(WindowDataset):
         high = min(self.shifts[1], PR.KEYS - 1 - int(self.pieces.high[p]))
         shift = int(torch.randint(low, high + 1, ())) if high > low else 0
         if shift:
-            x = torch.where(x >= PR.FIRST_KEY, x + shift, x)
-            y = torch.where(y >= PR.FIRST_KEY, y + shift, y)
+            key_end = self.pieces.encoding.key_end
+            x = torch.where((x >= PR.FIRST_KEY) & (x < key_end), x + shift, x)
+            y = torch.where((y >= PR.FIRST_KEY) & (y < key_end), y + shift, y)
         return x, y
 
 
@@ -121,19 +123,20 @@ class RollDataModule(L.LightningDataModule):
 
 
 class FrameLanguageModel(LanguageModelModule):
-    """The language model, also logging ``{stage}/nll_frame``: summed token NLL over FRAME tokens (one per frame)."""
+    """The language model, also logging ``{stage}/nll_frame``: summed token NLL over the frames (``frame_ends``)."""
 
     checkpoint_kind = "pianoroll_language_model"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, frame_ends: tuple[int, ...] = (PR.FRAME,), **kwargs):
         super().__init__(*args, **kwargs)
+        self.register_buffer("frame_ends", torch.tensor(frame_ends), persistent=False)
         self.eval_sum, self.eval_frames = SumMetric(), SumMetric()
 
     def _eval_step(self, batch) -> None:
         loss, count = self.model_step(batch)
         self.eval_nll.update(loss, weight=count)
         self.eval_sum.update(loss * count)
-        self.eval_frames.update((batch[1] == PR.FRAME).sum())
+        self.eval_frames.update(torch.isin(batch[1], self.frame_ends).sum())
 
     def _eval_epoch_end(self, stage: str) -> None:
         nll_frame = self.eval_sum.compute() / self.eval_frames.compute()
@@ -224,7 +227,7 @@ def run(data: str | Path, out: str | Path, recipe: Recipe, max_minutes: float = 
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(recipe.train.seed, verbose=False)
     dm = RollDataModule(splits, recipe.data, source=data.name)
-    module = FrameLanguageModel(vocab_size=enc.vocab_size, **recipe.model)
+    module = FrameLanguageModel(vocab_size=enc.vocab_size, frame_ends=enc.frame_ends, **recipe.model)
     module.schedule_seconds = max_minutes * 60 * SCHEDULE_SHARE
     best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/nll_frame", mode="min",
                            save_last=True)
