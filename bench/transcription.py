@@ -17,11 +17,13 @@ these files) and time signature, the way a beat tracker would; the audio is
 transcribed blind.
 
 Tuning, on the validation tunes only: the onset shift (basic-pitch's onsets
-come late on the flute's soft attack) by the oracle's F1; then λ and the
-skip settings by the mixture's onset F1 among the settings that keep the
-clean flute's onset F1 within 0.005 of the acoustic-only result (the prior
-must not make clean audio worse); then the smallest beam among the best.
-Reported: the test tunes.
+come late on the flute's soft attack) by the oracle's F1; then λ, the
+skip settings, the candidate margin and whether repeated notes are held
+(:func:`~melodylm.prior.notes.hold_repeats`) by the mixture's onset F1 among
+the settings that keep the clean flute's onset F1 within 0.005 of the best
+acoustic-only result (the prior must not make clean audio worse), with beam
+``--tune-beam``; then the smallest beam among the best. Reported: the test
+tunes.
 
 Needs the transcribe extra and fluidsynth (``make transcribe-extra audio``).
 """
@@ -44,7 +46,7 @@ from bench.common import REPO, SHARED_DATA, machine, table
 from melodylm.audio import render_wav, synthesizer
 from melodylm.prior import acoustic
 from melodylm.prior.decode import acoustic_only, decode, distinct_onsets
-from melodylm.prior.notes import Grid, Note, score_to_notes
+from melodylm.prior.notes import Grid, Note, hold_repeats, score_to_notes
 from melodylm.prior.posteriors import SegmentOptions, refine_offsets, segments
 from melodylm.progress import progress_bar
 
@@ -141,7 +143,8 @@ class Tune:
         self.bp_notes = acoustic.basic_pitch_notes(out)
 
 
-def run_system(tunes: list[Tune], system: str, lm=None, lam=1.0, beam=8, opts=SegmentOptions(), bonus=0.0) -> dict:
+def run_system(tunes: list[Tune], system: str, lm=None, lam=1.0, beam=8, opts=SegmentOptions(), bonus=0.0,
+               repeats: bool = False) -> dict:
     scores, seconds = [], 0.0
     for t in tunes:
         start = time.perf_counter()
@@ -155,6 +158,8 @@ def run_system(tunes: list[Tune], system: str, lm=None, lam=1.0, beam=8, opts=Se
                 est = acoustic_only(segs).notes
             else:
                 est = decode(lm, segs, t.grid, lam=lam, beam_size=beam, note_bonus=bonus).notes
+            if system != "oracle" and not repeats:
+                est = hold_repeats(est)
         seconds += time.perf_counter() - start
         if system != "keep_highest":
             est = refine_offsets(est, t.post)
@@ -177,7 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="seconds of each tune")
     p.add_argument("--lams", default="0.5,1", help="LM weights tried on the validation tunes")
     p.add_argument("--beams", default="1,4,8", help="beam sizes tried on the validation tunes (after the rest)")
-    p.add_argument("--tune-beam", type=int, default=8, help="beam size while tuning λ and the skip settings")
+    p.add_argument("--repeats", default="hold,keep",
+                   help="repeated notes tried: 'hold' merges a note into the one before at the same pitch, 'keep' keeps it")
+    p.add_argument("--tune-beam", type=int, default=1, help="beam size while tuning λ and the skip settings")
     p.add_argument("--margins", default="none,3", help="candidate margins tried ('none': all top-k candidates)")
     p.add_argument("--skips", default="-1:8",
                    help="SKIP:NOTE_BONUS pairs tried besides never skipping a segment")
@@ -214,50 +221,58 @@ def main(argv: list[str] | None = None) -> None:
     beams = [int(v) for v in args.beams.split(",")]
     skips = [(None, 0.0)] + [(float(a), float(b)) for a, b in (v.split(":") for v in args.skips.split(",") if v)]
     flute_val = tunes[("val", "flute")]
-    floor = run_system(flute_val, "acoustic", opts=base)["onset_f1"] - 0.005  # the prior must not hurt clean audio
+    repeat_modes = {"hold": False, "keep": True}
+    try:
+        repeat_options = [repeat_modes[v] for v in args.repeats.split(",")]
+    except KeyError as err:
+        raise SystemExit(f"--repeats: expected hold and/or keep, got {err}") from None
+    # the prior must not make clean audio worse than the best acoustic-only result
+    floor = max(run_system(flute_val, "acoustic", opts=base, repeats=r)["onset_f1"] for r in (False, True)) - 0.005
     tuning, candidates = [], []
     margins = [None if v == "none" else float(v) for v in args.margins.split(",")]
-    for lam, (skip, bonus), margin in itertools.product(lams, skips, margins):
+    for lam, (skip, bonus), margin, repeats in itertools.product(lams, skips, margins, repeat_options):
         opts = replace(base, skip_logprob=skip, margin=margin)
-        r = run_system(val, "prior", lm, lam=lam, beam=args.tune_beam, opts=opts, bonus=bonus)
-        rf = run_system(flute_val, "prior", lm, lam=lam, beam=args.tune_beam, opts=opts, bonus=bonus)
-        tuning.append({"lam": lam, "skip": skip, "note_bonus": bonus, "margin": margin, "beam": args.tune_beam,
-                       "onset_f1": r["onset_f1"],
-                       "onset_offset_f1": r["onset_offset_f1"], "flute_onset_f1": rf["onset_f1"], "seconds": r["seconds"]})
-        print(f"val  lam={lam:<5} skip={skip!s:<5} bonus={bonus:<5} margin={margin!s:<5} beam={args.tune_beam}  "
-              f"mix onset F1 {r['onset_f1']:.3f}  "
+        kw = dict(lam=lam, beam=args.tune_beam, opts=opts, bonus=bonus, repeats=repeats)
+        r, rf = run_system(val, "prior", lm, **kw), run_system(flute_val, "prior", lm, **kw)
+        tuning.append({"lam": lam, "skip": skip, "note_bonus": bonus, "margin": margin, "repeats": repeats,
+                       "beam": args.tune_beam, "onset_f1": r["onset_f1"], "onset_offset_f1": r["onset_offset_f1"],
+                       "flute_onset_f1": rf["onset_f1"], "seconds": r["seconds"]})
+        print(f"val  lam={lam:<5} skip={skip!s:<5} bonus={bonus:<5} margin={margin!s:<5} repeats={repeats!s:<5} "
+              f"beam={args.tune_beam}  mix onset F1 {r['onset_f1']:.3f}  "
               f"on+off {r['onset_offset_f1']:.3f}  flute onset F1 {rf['onset_f1']:.3f} (floor {floor:.3f})", flush=True)
         candidates.append((rf["onset_f1"] >= floor, r["onset_f1"] if rf["onset_f1"] >= floor else r["onset_f1"] + rf["onset_f1"],
-                           lam, skip, bonus, margin))
-    _, _, lam, skip, bonus, margin = max(candidates, key=lambda c: (c[0], c[1]))
+                           lam, skip, bonus, margin, repeats))
+    _, _, lam, skip, bonus, margin, repeats = max(candidates, key=lambda c: (c[0], c[1]))
     opts = replace(base, skip_logprob=skip, margin=margin)
     beam_f1 = {}
     for beam in beams:
-        r = run_system(val, "prior", lm, lam=lam, beam=beam, opts=opts, bonus=bonus)
+        r = run_system(val, "prior", lm, lam=lam, beam=beam, opts=opts, bonus=bonus, repeats=repeats)
         beam_f1[beam] = r["onset_f1"]
-        tuning.append({"lam": lam, "skip": skip, "note_bonus": bonus, "margin": margin, "beam": beam,
+        tuning.append({"lam": lam, "skip": skip, "note_bonus": bonus, "margin": margin, "repeats": repeats, "beam": beam,
                        "onset_f1": r["onset_f1"],
                        "onset_offset_f1": r["onset_offset_f1"], "seconds": r["seconds"]})
         print(f"val mix  lam={lam} skip={skip} bonus={bonus} beam={beam}  onset F1 {r['onset_f1']:.3f}  "
               f"({r['seconds']:.1f} s)", flush=True)
     beam = max(beam_f1, key=lambda b: (round(beam_f1[b], 3), -b))  # the smallest beam among the best
     print(f"chosen on validation: onset shift {shift}, lam={lam}, skip={skip}, note bonus={bonus}, margin={margin}, "
-          f"beam={beam}", flush=True)
+          f"repeats={'keep' if repeats else 'hold'}, beam={beam}", flush=True)
 
     results = {"machine": machine(), "ckpt": str(args.ckpt), "seconds": args.seconds,
                "tunes": {k: [f.stem for f in v] for k, v in splits.items()},
                "chosen": {"onset_shift": shift, "lam": lam, "skip": skip, "note_bonus": bonus, "margin": margin,
-                          "beam": beam}, "tuning": tuning, "rows": {}}
+                          "repeats": "keep" if repeats else "hold", "beam": beam}, "tuning": tuning, "rows": {}}
     systems = [("basic-pitch notes, highest per onset", "keep_highest"),
-               ("segments, acoustic only (λ = 0)", "acoustic"),
+               ("segments, acoustic only (λ = 0)" + ("" if repeats else ", repeats held"), "acoustic"),
                (f"segments + LM prior (λ = {lam}, beam {beam}" + (f", skip {skip}, bonus {bonus}" if skip is not None else "")
-               + (f", margin {margin})" if margin is not None else ")"), "prior"),
+               + (f", margin {margin}" if margin is not None else "") + ("" if repeats else ", repeats held") + ")",
+               "prior"),
                ("oracle: true pitches on the segments", "oracle")]
     rows = []
     for cond in ("mix", "flute"):
         for split in ("val", "test"):
             for label, system in systems:
-                r = run_system(tunes[(split, cond)], system, lm, lam=lam, beam=beam, opts=opts, bonus=bonus)
+                r = run_system(tunes[(split, cond)], system, lm, lam=lam, beam=beam, opts=opts, bonus=bonus,
+                               repeats=repeats)
                 results["rows"][f"{cond}/{split}/{system}"] = r
                 if split == "test":
                     rows.append([cond, label, f"{r['onset_f1']:.3f}", f"{r['onset_offset_f1']:.3f}",

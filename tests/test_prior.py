@@ -22,9 +22,9 @@ from conftest import run_cli
 from melodylm.errors import UserError
 from melodylm.lm import MusicLM
 from melodylm.models.components.rnn_lm import RecurrentLM
-from melodylm.prior import (Grid, Note, Posteriorgram, SegmentOptions, acoustic_only, decode, note_ids,
+from melodylm.prior import (Grid, Note, Posteriorgram, SegmentOptions, acoustic_only, decode, hold_repeats, note_ids,
                             note_logprob, notes_to_score, read_nbest, rescore, score_to_notes, segments)
-from melodylm.prior.decode import distinct_onsets, segment_chunks
+from melodylm.prior.decode import Durations, distinct_onsets, segment_chunks
 from melodylm.prior.posteriors import Candidate, Segment
 from melodylm.tokenizer import build_tokenizer
 
@@ -290,13 +290,34 @@ def test_decoded_tokens_are_the_tokenizers_and_its_score_the_lms(lstm_lm):
         kinds.add((min(result.choices), max(result.choices)) if result.notes else "none")
         assert result.lm == pytest.approx(note_logprob(lstm_lm, result.notes, grid), abs=1e-3)
         lead, chunks = segment_chunks(lstm_lm.tokenizer, segs, grid)
+        durations = Durations(lstm_lm.tokenizer, grid)
         fed, last = [], -1
         for i, k in enumerate(result.choices):
-            if k >= 0:
+            if k >= 0:  # the previous note's Duration lasts until this onset: legato, over skipped segments too
+                if last >= 0:
+                    fed += durations(grid.tick(segs[i].onset) - grid.tick(segs[last].onset))
                 fed += [t for s in range(last + 1, i + 1) for t in lead[s]] + chunks[i][k]
                 last = i
+        if last >= 0:
+            fed += durations(grid.tick(segs[last].candidates[result.choices[last]].offset) - grid.tick(segs[last].onset))
         assert fed == note_ids(lstm_lm.tokenizer, result.notes, grid)
+        assert all(a.offset == b.onset for a, b in zip(result.notes, result.notes[1:]))
     assert len(kinds) == 3  # nothing kept; some segments skipped; every segment a note
+
+
+def test_a_repeat_under_an_accompaniment_onset_is_held():
+    """An accompaniment onset under a held melody note (the piano doubling its pitch) is not a repeated note."""
+    notes = [Note(0.0, 1.0, 67), Note(1.0, 1.5, 65)]
+    post = posteriorgram_from(notes, {})
+    post.onset[50, [67 - 21, 48 - 21]] = 0.7  # the accompaniment strikes at 0.5 s; 67 still sounds
+    post.note[50:70, 48 - 21] = 0.5
+    segs = segments(post, SegmentOptions(top_k=3, skip_logprob=None))
+    decoded = acoustic_only(segs).notes
+    assert [(n.onset, n.pitch) for n in decoded] == [(0.0, 67), (0.5, 67), (1.0, 65)]
+    held = hold_repeats(decoded)
+    assert [(n.onset, n.offset, n.pitch) for n in held] == [(0.0, 1.0, 67), (1.0, decoded[-1].offset, 65)]
+    assert hold_repeats([]) == [] and hold_repeats(notes) == notes
+    assert [n.pitch for n in hold_repeats(quarter_notes([60, 60, 62, 60, 60, 60]))] == [60, 62, 60]
 
 
 def test_decoding_needs_remi_without_bpe(tokenizer):

@@ -10,12 +10,12 @@ Monophonic melodies; the checkpoint's tokenizer must be REMI without BPE for dec
 """
 
 from melodylm.prior.decode import Transcription, acoustic_only, decode
-from melodylm.prior.notes import Grid, Note, note_ids, notes_to_score, score_to_notes
+from melodylm.prior.notes import Grid, Note, hold_repeats, note_ids, notes_to_score, score_to_notes
 from melodylm.prior.posteriors import Candidate, Posteriorgram, Segment, SegmentOptions, segments
 from melodylm.prior.rescore import Ranked, note_logprob, note_logprobs, read_nbest, rescore
 
 __all__ = [
     "Candidate", "Grid", "Note", "Posteriorgram", "Ranked", "Segment", "SegmentOptions", "Transcription",
-    "acoustic_only", "decode", "note_ids", "note_logprob", "note_logprobs", "notes_to_score", "read_nbest",
+    "acoustic_only", "decode", "hold_repeats", "note_ids", "note_logprob", "note_logprobs", "notes_to_score", "read_nbest",
     "rescore", "score_to_notes", "segments",
 ]

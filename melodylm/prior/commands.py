@@ -13,9 +13,9 @@ from melodylm.errors import UserError
 log = logging.getLogger("melodylm")
 
 # Chosen on 10 Nottingham validation tunes with checkpoints/nottingham-melody (python -m bench.transcription):
-# onset shift -0.03 s (basic-pitch's onsets come late), λ = 1, margin 3, no skipping; beam 1 scored best there
-# (0.795 against 0.787 for 4 and 0.780 for 8).
-DEFAULT_LAM, DEFAULT_BEAM, DEFAULT_BONUS, DEFAULT_SKIP, DEFAULT_SHIFT, DEFAULT_MARGIN = 1.0, 1, 0.0, None, -0.03, 3.0
+# onset shift -0.03 s (basic-pitch's onsets come late), λ = 1, no margin (-1: keep all top-k), no skipping,
+# repeats held; beam 1 scored as well as 4 and 8 there (0.906 against 0.904 and 0.904).
+DEFAULT_LAM, DEFAULT_BEAM, DEFAULT_BONUS, DEFAULT_SKIP, DEFAULT_SHIFT, DEFAULT_MARGIN = 1.0, 1, 0.0, None, -0.03, -1.0
 
 
 def add_rescore_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,10 +39,13 @@ def add_transcribe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--note-bonus", type=float, default=DEFAULT_BONUS, help="nats per note added to the LM score (default 0)")
     p.add_argument("--skip", type=float, default=DEFAULT_SKIP,
                    help="allow segments without a melody onset, with this log-score offset (default: never skip)")
+    p.add_argument("--repeats", action="store_true",
+                   help="keep repeated notes (default: a note at the previous note's pitch is merged into it, since "
+                   "accompaniment onsets under a held note look like repeats)")
     p.add_argument("--top-k", type=int, default=8, help="pitch candidates per segment (default 8)")
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                   help=f"drop candidates this far (log-odds) below the segment's best (default {DEFAULT_MARGIN}; "
-                   "a negative value keeps all top-k)")
+                   help="drop candidates this far (log-odds) below the segment's best (default: a negative value, "
+                   "keep all top-k)")
     p.add_argument("--onset-shift", type=float, default=DEFAULT_SHIFT,
                    help=f"seconds added to every onset (default {DEFAULT_SHIFT}: basic-pitch's onsets come late)")
     p.add_argument("--bpm", type=float, default=None, help="tempo in quarter notes per minute (default: estimated by librosa)")
@@ -84,7 +87,7 @@ def transcribe_main(args) -> int:
 
     from melodylm.prior import acoustic
     from melodylm.prior.decode import acoustic_only, decode, distinct_onsets
-    from melodylm.prior.notes import Grid, notes_to_score
+    from melodylm.prior.notes import Grid, hold_repeats, notes_to_score
     from melodylm.prior.posteriors import SegmentOptions, refine_offsets, segments
 
     if not args.no_prior and not args.ckpt:
@@ -114,7 +117,8 @@ def transcribe_main(args) -> int:
         result = acoustic_only(segs)
     else:
         result = decode(lm, segs, grid, lam=args.lam, beam_size=args.beam, note_bonus=args.note_bonus)
-    notes = acoustic.monophonic(refine_offsets(result.notes, post))
+    notes = result.notes if args.repeats else hold_repeats(result.notes)
+    notes = acoustic.monophonic(refine_offsets(notes, post))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     notes_to_score(notes, replace(grid, snap=())).dump_midi(str(args.out))  # the heard timing, not the LM's grid
     summary = {"audio": str(args.audio), "out": str(args.out), "notes": len(notes), "segments": len(segs),

@@ -2,14 +2,25 @@
 
 Each hypothesis holds the LM's recurrent state after its tokens so far. At a
 segment it branches into the segment's pitch candidates (and, if allowed,
-"no melody note here"); each branch feeds only the new note's tokens with
+"no melody note here"); each branch feeds only the new tokens with
 ``model.step`` (never re-running a prefix) and is ranked by
-``acoustic + λ·LM``. The tokens of a candidate note come from the
-checkpoint's own tokenizer: every candidate of every segment is encoded once,
-together, and cut into per-note chunks (REMI: the Bar/TimeSig tokens before a
-note, then its Position, Pitch, Duration), so the tokens scored while decoding
-are exactly those of :func:`~melodylm.prior.notes.note_ids` on the result and
-its LM score equals :func:`~melodylm.prior.rescore.note_logprob`.
+``acoustic + λ·LM``.
+
+As far as the LM is concerned a melody is legato: a note lasts until the next
+note's onset (the last one until its acoustic offset). So a note's Duration
+token is fed when the next note is chosen, and skipping a segment makes the
+previous note longer, which the LM pays for when the next note comes. The
+acoustic offsets are far noisier than the onsets (priced by the LM, they
+cost more than a nat per note) and :func:`~melodylm.prior.posteriors.refine_offsets`
+puts them back on the result.
+
+The tokens come from the checkpoint's own tokenizer: every candidate of every
+segment is encoded once, together, and cut into per-note chunks (REMI: the
+Bar/TimeSig tokens before a note, then its Position and Pitch); Duration
+tokens are the tokenizer's own for each length (:class:`Durations`). The
+tokens scored while decoding are exactly those of
+:func:`~melodylm.prior.notes.note_ids` on the result, and its LM score equals
+:func:`~melodylm.prior.rescore.note_logprob`.
 """
 
 from __future__ import annotations
@@ -23,12 +34,13 @@ from melodylm.errors import UserError
 from melodylm.prior.notes import Grid, Note, notes_to_score
 from melodylm.prior.posteriors import Segment
 
-NOTE_PARTS = ("Position", "Pitch", "Velocity", "Duration")  # the tokens of one REMI note; others lead up to it
+NOTE_PARTS = ("Position", "Pitch", "Velocity")  # the tokens of one REMI note before its Duration; others lead up to it
 
 
 @dataclass
 class Transcription:
-    """A decoded melody: ``notes`` (seconds), ``choices`` per segment (candidate index, -1 = skipped), scores in nats."""
+    """A decoded melody: ``notes`` (seconds, legato), ``choices`` per segment (candidate index, -1 = skipped),
+    scores in nats."""
 
     notes: list[Note]
     choices: list[int]
@@ -62,7 +74,8 @@ def distinct_onsets(segs: list[Segment], grid: Grid) -> list[Segment]:
 
 
 def segment_chunks(tokenizer, segs: list[Segment], grid: Grid) -> tuple[list[list[int]], list[list[list[int]]]]:
-    """Token ids per segment: ``lead[s]`` (bar lines before segment ``s``) and ``note[s][k]`` (its candidate ``k``).
+    """Token ids per segment: ``lead[s]`` (bar lines before segment ``s``) and ``note[s][k]`` (its candidate ``k``
+    up to its Duration, which :class:`Durations` gives).
 
     ``segs`` must have distinct onset ticks (:func:`distinct_onsets`).
     """
@@ -90,12 +103,28 @@ def segment_chunks(tokenizer, segs: list[Segment], grid: Grid) -> tuple[list[lis
             current.append(tid)
         elif kind in NOTE_PARTS:
             current.append(tid)
-        else:
+        elif kind != "Duration":
             pending.append(tid)
     if len(lead) != len(segs):
         raise RuntimeError(f"{len(segs)} segments gave {len(lead)} onsets in the tokens: onsets not distinct on the grid")
     chunks = [[by_pitch[i][c.pitch] for c in s.candidates] for i, s in enumerate(segs)]
     return lead, chunks
+
+
+class Durations:
+    """The tokenizer's Duration token ids for a note of ``ticks`` on ``grid`` (at least one grid step), cached."""
+
+    def __init__(self, tokenizer, grid: Grid):
+        self.tokenizer, self.grid, self.cache = tokenizer, grid, {}
+
+    def __call__(self, ticks: int) -> list[int]:
+        ticks = max(self.grid.min_ticks, ticks)
+        if ticks not in self.cache:
+            score = notes_to_score([Note(self.grid.seconds(0), self.grid.seconds(ticks), 60)], self.grid)
+            seq = self.tokenizer.encode(score)
+            seq = seq[0] if isinstance(seq, list) else seq
+            self.cache[ticks] = [tid for tok, tid in zip(seq.tokens, seq.ids) if tok.startswith("Duration_")]
+        return self.cache[ticks]
 
 
 def acoustic_only(segs: list[Segment]) -> Transcription:
@@ -119,7 +148,10 @@ def acoustic_only(segs: list[Segment]) -> Transcription:
 
 
 def _notes(segs: list[Segment], choices: list[int]) -> list[Note]:
-    return [Note(s.onset, s.candidates[k].offset, s.candidates[k].pitch) for s, k in zip(segs, choices) if k >= 0]
+    """The chosen notes, legato: each lasts until the next one's onset, the last until its candidate's offset."""
+    kept = [(s, s.candidates[k]) for s, k in zip(segs, choices) if k >= 0]
+    ends = [s.onset for s, _ in kept[1:]] + [c.offset for _, c in kept[-1:]]
+    return [Note(s.onset, end, c.pitch) for (s, c), end in zip(kept, ends)]
 
 
 class _Beam:
@@ -173,6 +205,8 @@ def decode(lm, segs: list[Segment], grid: Grid, lam: float = 1.0, beam_size: int
         raise UserError(f"the beam size must be >= 1, got {beam_size}")
     segs = distinct_onsets(segs, grid)
     lead, chunks = segment_chunks(lm.tokenizer, segs, grid)
+    durations = Durations(lm.tokenizer, grid)
+    ticks = [grid.tick(s.onset) for s in segs]
     model, dec = lm.decoder.model, lm.decoder
     logits, state = model(torch.tensor([[dec.bos]]))
     beam = _Beam(logits[:, -1].log_softmax(-1), state, torch.zeros(1), torch.zeros(1), [[]], [-1])
@@ -180,14 +214,17 @@ def decode(lm, segs: list[Segment], grid: Grid, lam: float = 1.0, beam_size: int
     for i, seg in enumerate(segs):
         rows, seqs, ac, picks = [], [], [], []
         for b in range(len(beam.choices)):
-            bars = [t for s in range(beam.last[b] + 1, i + 1) for t in lead[s]]
-            prev = segs[beam.last[b]].candidates[beam.choices[b][beam.last[b]]].pitch if beam.last[b] >= 0 else None
+            last = beam.last[b]
+            # the previous note ends here: its Duration, then the bar lines up to this onset
+            before = (durations(ticks[i] - ticks[last]) if last >= 0 else []) + [
+                t for s in range(last + 1, i + 1) for t in lead[s]]
+            prev = segs[last].candidates[beam.choices[b][last]].pitch if last >= 0 else None
             options = [(k, c.acoustic) for k, c in enumerate(seg.candidates)] + [(-1, seg.skip_score(prev))]
             for k, a in options:
                 if a == float("-inf"):
                     continue
                 rows.append(b)
-                seqs.append([] if k < 0 else bars + chunks[i][k])
+                seqs.append([] if k < 0 else before + chunks[i][k])
                 ac.append(a)
                 picks.append(k)
         idx = torch.tensor(rows)
@@ -201,7 +238,10 @@ def decode(lm, segs: list[Segment], grid: Grid, lam: float = 1.0, beam_size: int
         beam = _Beam(logp[keep], _select_state(st, keep), acoustic[keep], lmsc[keep],
                      [beam.choices[rows[j]] + [picks[j]] for j in kept],
                      [i if picks[j] >= 0 else beam.last[rows[j]] for j in kept])
-    lm_final = beam.lm + beam.logp[:, dec.eos]
+    ends = [durations(grid.tick(segs[last].candidates[choices[last]].offset) - ticks[last]) if last >= 0 else []
+            for last, choices in zip(beam.last, beam.choices)]  # the last note's Duration, by its own offset
+    logp, _, gained = _feed(model, beam.logp, beam.state, ends)
+    lm_final = beam.lm + gained + logp[:, dec.eos]
     best = int((beam.acoustic + lam * (lm_final + bonus)).argmax())
     total = beam.acoustic + lam * lm_final
     choices = beam.choices[best]
