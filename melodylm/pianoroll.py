@@ -18,7 +18,7 @@ with ``EOS``:
   changes, and a held chord costs one token per frame.
 
 A piece's NLL per frame is the sum of the NLL of every token that encodes it
-(key tokens, every ``FRAME``, the final ``EOS``) divided by its number of
+(key tokens, every ``FRAME`` or ``HOLD``, the final ``EOS``) divided by its number of
 frames: the cost of the whole 88-key frame given all earlier frames, as in
 the published tables (which leave out frame 1 and the end of the piece, so
 ours can only be pessimistic). ``melodylm bench pianoroll``

@@ -100,7 +100,8 @@ class RollDataModule(L.LightningDataModule):
         self.pieces = {name: RollPieces(rolls, self.encoding) for name, rolls in splits.items()}
         self.recipe = data
         self.tokenizer_json = json.dumps({"kind": "frame-tokens", "encoding": self.encoding.name,
-                                          "special": ["PAD", "BOS", "EOS", "FRAME"], "keys": PR.KEYS,
+                                          "vocab_size": self.encoding.vocab_size,
+                                          "tokens": self.encoding.description, "keys": PR.KEYS,
                                           "lowest_pitch": PR.LOWEST})
         self.tokenizer_fingerprint = f"{FINGERPRINT}-{self.encoding.name}"
         self.prepare_settings = {"source": source}
