@@ -15,6 +15,13 @@ from melodylm.checkpoint import FORMAT_VERSION, check_tokenizer_matches
 from melodylm.models.components.rnn_lm import RecurrentLM
 
 
+def masked_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy (nats) of ``logits (..., classes)`` over the ``targets`` that are not ``IGNORE``, and
+    their count: the ``model_step`` result of every module."""
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE)
+    return loss, int((targets != IGNORE).sum())
+
+
 class TrainingSteps(L.LightningModule):
     """What every melodylm LightningModule shares: the train/validation/test loop around ``model_step``,
     AdamW with linear warm-up and cosine decay to ``min_lr_ratio * lr`` (hyperparameters ``lr``,
@@ -116,8 +123,7 @@ class LanguageModelModule(TrainingSteps):
         """Mean NLL (nats) over the non-padding targets of ``batch``, and their count."""
         x, y = batch
         logits, _ = self.model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE)
-        return loss, int((y != IGNORE).sum())
+        return masked_nll(logits, y)
 
     def _eval_epoch_end(self, stage: str) -> None:
         nll = self.eval_nll.compute()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from melodylm.checkpoint import FORMAT_VERSION
-from melodylm.models.lm_module import TrainingSteps
+from melodylm.models.lm_module import TrainingSteps, masked_nll
 from melodylm.playlist.model import PlaylistNet, repeat_mask
 
 
@@ -45,15 +44,11 @@ class PlaylistModule(TrainingSteps):
         """Mean NLL (nats) per target track of ``batch``, and the number of tracks."""
         logits = self.model(batch["titles"], batch["lengths"], batch["previous"])
         logits = logits.masked_fill(repeat_mask(batch["previous"], logits.shape[-1]), float("-inf"))
-        y = batch["targets"]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
-        return loss, int((y != -100).sum())
-
+        return masked_nll(logits, batch["targets"])
 
     def _eval_epoch_end(self, stage: str) -> None:
         self.log(f"{stage}/nll_track", self.eval_nll.compute(), prog_bar=True)
         self.eval_nll.reset()
-
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["melodylm"] = {

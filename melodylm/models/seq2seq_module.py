@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
-from melodylm.batches import IGNORE
 from melodylm.models.components.seq2seq import Seq2Seq
-from melodylm.models.lm_module import LanguageModelModule, TrainingSteps
+from melodylm.models.lm_module import LanguageModelModule, TrainingSteps, masked_nll
 
 
 class Seq2SeqModule(TrainingSteps):
@@ -45,9 +43,7 @@ class Seq2SeqModule(TrainingSteps):
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Mean NLL (nats) over the non-padding target tokens of ``batch``, and their count."""
         logits = self.model(batch["source"], batch["source_mask"], batch["inputs"])
-        y = batch["targets"]
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE)
-        return loss, int((y != IGNORE).sum())
+        return masked_nll(logits, batch["targets"])
 
     # the same metrics and checkpoint contents as the language model
     _eval_epoch_end = LanguageModelModule._eval_epoch_end

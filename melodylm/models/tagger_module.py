@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from melodylm.batches import IGNORE
 from melodylm.checkpoint import FORMAT_VERSION
 from melodylm.models.components.seq2seq import BeatTagger
-from melodylm.models.lm_module import TrainingSteps
+from melodylm.models.lm_module import TrainingSteps, masked_nll
 from melodylm.seq2seq.beats import NUM_FEATURES
 from melodylm.seq2seq.chords import LABELS
 
@@ -37,10 +36,9 @@ class TaggerModule(TrainingSteps):
     def model_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         logits = self.model(batch["features"], batch["lengths"])
         y = batch["labels"]
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE)
+        loss, count = masked_nll(logits, y)
         real = y != IGNORE
-        acc = (logits.argmax(-1)[real] == y[real]).float().mean()
-        return loss, acc, int(real.sum())
+        return loss, (logits.argmax(-1)[real] == y[real]).float().mean(), count
 
     def training_step(self, batch, batch_idx):
         loss, acc, count = self.model_step(batch)
@@ -57,7 +55,6 @@ class TaggerModule(TrainingSteps):
                       prog_bar=True)
         self.eval_nll.reset()
         self.eval_acc.reset()
-
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         dm = self._datamodule()
