@@ -5,6 +5,11 @@ windows over each framed piece (the last window of a piece is padded; padding
 targets are ``IGNORE`` so they never reach the loss). Validation and test
 serve whole pieces, so ``val/nll_token`` is the exact per-token NLL of the
 held-out pieces, the same number ``melodylm score`` reports.
+
+With :class:`PieceStreams` as the batch sampler, training instead walks every
+piece window by window in one batch row, the model carrying its state from
+one window to the next (truncated backpropagation through time), so it learns
+from contexts as long as the pieces it is scored on.
 """
 
 from __future__ import annotations
@@ -26,17 +31,29 @@ IGNORE = -100
 
 
 class WindowDataset(Dataset):
-    """Windows of ``seq_len`` input tokens (and their next-token targets) over framed pieces."""
+    """Windows of ``seq_len`` input tokens (and their next-token targets) over framed pieces.
 
-    def __init__(self, pieces: Pieces, seq_len: int, ids: SpecialIds):
-        self.pieces, self.seq_len, self.ids = pieces, seq_len, ids
+    Window ``i`` is ``index[i] = (piece, start)``; a piece's windows follow each other without gap or
+    overlap, so feeding them in order with the state carried is feeding the whole piece. With ``carry``
+    an item is ``(x, y, fresh)``, ``fresh`` true on a piece's first window (the state starts from zero
+    there), for :class:`PieceStreams`.
+    """
+
+    def __init__(self, pieces: Pieces, seq_len: int, ids: SpecialIds, carry: bool = False):
+        self.pieces, self.seq_len, self.ids, self.carry = pieces, seq_len, ids, carry
         framed = pieces.lengths() + 2
         self.index = [(p, start) for p, n in enumerate(framed) for start in range(0, max(n - 1, 1), seq_len)]
+        self.visits: dict[int, int] = {}  # piece -> times PieceStreams has dealt it
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        x, y = self.window(i)
+        return (x, y, torch.tensor(self.index[i][1] == 0)) if self.carry else (x, y)
+
+    def window(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of window ``i``."""
         p, start = self.index[i]
         framed = np.concatenate([[self.ids.bos], self.pieces[p], [self.ids.eos]])
         chunk = framed[start : start + self.seq_len + 1]
@@ -45,6 +62,47 @@ class WindowDataset(Dataset):
         x[: len(chunk) - 1] = chunk[:-1]
         y[: len(chunk) - 1] = chunk[1:]
         return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class PieceStreams(torch.utils.data.Sampler):
+    """Batches for training with a carried state: row ``b`` of each batch continues row ``b`` of the one before.
+
+    Each of the ``batch_size`` rows walks one piece window by window; when its piece ends it takes the next
+    piece from a shuffled round of all pieces (a new round is shuffled when one runs out). An epoch is
+    ``ceil(windows / batch_size)`` batches, about one round, and the rows carry on across epochs. The
+    windows (built with ``carry``) say which rows start a piece: there the model starts from the zero state,
+    as it does when scoring a piece whole. ``windows.visits[p]`` counts the times piece ``p`` was dealt, so
+    per-piece randomness (a transposition) stays fixed while a row walks it.
+    """
+
+    def __init__(self, windows: WindowDataset, batch_size: int, seed: int = 0):
+        if not windows.carry:
+            raise ValueError("PieceStreams needs a WindowDataset built with carry=True")
+        self.windows, self.seed = windows, seed
+        self.by_piece: dict[int, list[int]] = {}
+        for i, (p, _) in enumerate(windows.index):
+            self.by_piece.setdefault(p, []).append(i)
+        self.rows: list[list[int]] = [[] for _ in range(batch_size)]  # windows still to come, per row
+        self.round: list[int] = []  # pieces not dealt yet in this round
+        self.rounds = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.windows) // len(self.rows))
+
+    def _deal(self) -> int:
+        if not self.round:
+            self.round = np.random.default_rng((self.seed, self.rounds)).permutation(sorted(self.by_piece)).tolist()
+            self.rounds += 1
+        p = self.round.pop()
+        self.windows.visits[p] = self.windows.visits.get(p, 0) + 1
+        return p
+
+    def __iter__(self):
+        for _ in range(len(self)):
+            for row in self.rows:
+                if not row:
+                    row.extend(self.by_piece[self._deal()])
+            yield [row.pop(0) for row in self.rows]
 
 
 class PieceDataset(Dataset):

@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 import torch
 from scipy.io import savemat
+from torch.utils.data import default_collate
 
 from melodylm import pianoroll as PR
-from melodylm.batches import WindowDataset
+from melodylm.batches import PieceStreams, WindowDataset
 from melodylm.benchmarks import pianoroll as bench
 from melodylm.benchmarks.melody import NGram
 from melodylm.benchmarks.recipe import load_recipe
+from melodylm.decoding.core import Decoder
 from melodylm.errors import UserError
+from melodylm.models.lm_module import LanguageModelModule
 from tests.conftest import REPO, SHARED_DATA, run_cli
 
 TINY_RECIPE = """\
@@ -57,7 +60,7 @@ def test_windows_are_transposed_within_the_keyboard():
     roll[:, [0, 5]] = True  # the lowest key: no downward shift is possible
     pieces = bench.RollPieces([roll])
     windows = bench.TransposedWindows(pieces, seq_len=16, shifts=(-6, 5))
-    plain = WindowDataset.__getitem__(windows, 0)[0]
+    plain = WindowDataset.window(windows, 0)[0]
     torch.manual_seed(0)
     seen = set()
     for _ in range(40):
@@ -74,7 +77,7 @@ def transposed_windows(roll, encoding: str, shifts: tuple[int, int], draws: int)
     """``(shift, window ids, window as a roll, the plain window's roll moved by shift)`` per random draw."""
     enc = PR.ENCODINGS[encoding]
     windows = bench.TransposedWindows(bench.RollPieces([roll], enc), seq_len=16, shifts=shifts)
-    plain = WindowDataset.__getitem__(windows, 0)[0]
+    plain = WindowDataset.window(windows, 0)[0]
     torch.manual_seed(0)
     for _ in range(draws):
         x, _ = windows[0]
@@ -103,6 +106,59 @@ def test_transposing_hold_tokens_moves_keys_only():
     assert shifts == set(range(-3, 4))
 
 
+def test_carried_windows_score_every_piece_whole():
+    """Training with a carried state walks each piece window by window: the windows' summed loss is the
+    pieces' whole NLL (as the decoding core scores them), and a piece keeps one transposition per visit."""
+    rng = np.random.default_rng(0)
+    rolls = [rng.random((int(rng.integers(5, 40)), 88)) < 0.05 for _ in range(7)]
+    pieces = bench.RollPieces(rolls)
+    windows = bench.TransposedWindows(pieces, seq_len=16, shifts=(0, 0), carry=True)
+    streams = PieceStreams(windows, batch_size=3)
+    rows = [[] for _ in range(3)]
+    for _ in range(3):  # epochs: the rows carry on across them
+        batches = list(streams)
+        assert len(batches) == len(streams) == -(-len(windows) // 3)
+        for batch in batches:
+            for row, i in zip(rows, batch):
+                row.append(windows.index[i])
+    for row in rows:  # each row: whole pieces, each window after the one before
+        for (p, start), (q, nxt) in zip(row, row[1:]):
+            assert (q == p and nxt == start + 16) or (nxt == 0 and start + 16 >= len(pieces[p]) + 1)
+    assert sum(windows.visits.values()) >= 3 * len(pieces) - 3
+
+    torch.manual_seed(0)
+    module = LanguageModelModule(vocab_size=PR.VOCAB_SIZE, embedding_dim=8, hidden_size=16, num_layers=2, dropout=0.0)
+    with torch.no_grad():
+        for w in module.model.rnn.parameters():
+            w.mul_(4)  # a long memory: the state matters
+    module.eval()
+    one_row = PieceStreams(windows, batch_size=1)  # one epoch = every piece once
+    with torch.no_grad():
+        steps = [module.model_step(default_collate([windows[i] for i in batch])) for batch in one_row]
+        carried = sum(float(loss) * count for loss, count in steps)
+        module._carry = None
+        alone = sum(float(loss) * count for loss, count in
+                    (module.model_step(default_collate([windows[i][:2] for i in batch])) for batch in one_row))
+    decoder = Decoder(module.model, bos=PR.BOS, eos=PR.EOS, pad=PR.PAD)
+    whole = -sum(float(lp.sum()) for lp in decoder.token_logprobs([p.tolist() for p in pieces.ids]))
+    assert carried == pytest.approx(whole, abs=1e-2)
+    assert abs(alone - whole) > 1  # each window from the zero state scores differently
+
+    moving = bench.TransposedWindows(pieces, seq_len=16, shifts=(-5, 5), carry=True)
+    seen = set()
+    for visit in range(4):
+        moving.visits = dict.fromkeys(range(len(pieces)), visit)
+        for p in range(len(pieces)):
+            deltas = set()
+            for i in (i for i, (q, _) in enumerate(moving.index) if q == p):
+                plain, x = WindowDataset.window(moving, i)[0], moving.window(i)[0]
+                keys = plain >= PR.FIRST_KEY
+                deltas |= set((x[keys] - plain[keys]).tolist())
+            assert len(deltas) == 1  # every window of the piece moved by the same shift
+            seen |= deltas
+    assert len(seen) > 3  # and the shift changes with the piece and the visit
+
+
 def test_a_lossy_conversion_stops_the_run():
     roll = np.zeros((3, 88), dtype=bool)
     roll[1, 40] = True
@@ -128,10 +184,13 @@ def test_recipes_load_and_unknown_keys_are_refused(tmp_path):
         load_recipe(bad)
 
 
-@pytest.mark.parametrize("encoding", ["keys", "changes", "hold"])
-def test_bench_pianoroll_end_to_end_on_any_file(tmp_path, tiny_mat, encoding):
+@pytest.mark.parametrize("encoding, carry", [("keys", False), ("changes", False), ("hold", False), ("keys", True)])
+def test_bench_pianoroll_end_to_end_on_any_file(tmp_path, tiny_mat, encoding, carry):
+    """Every encoding; the last run also carries the state across windows and keeps a weight average."""
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(TINY_RECIPE.replace("transpose: [-3, 3]", f"transpose: [-3, 3], encoding: {encoding}"))
+    text = TINY_RECIPE.replace("transpose: [-3, 3]", f"transpose: [-3, 3], encoding: {encoding}, "
+                                                     f"carry_state: {str(carry).lower()}")
+    recipe.write_text(text.replace("max_epochs: 1", "max_epochs: 2, ema_decay: 0.5") if carry else text)
     out = tmp_path / "run"
     run_cli("bench", "pianoroll", "--data", str(tiny_mat), "--out", str(out), "--config", str(recipe))
     results = json.loads((out / "results.json").read_text())
@@ -146,7 +205,12 @@ def test_bench_pianoroll_end_to_end_on_any_file(tmp_path, tiny_mat, encoding):
     assert math.isclose(results["best_epoch_val_nll_frame"], results["valid_nll_frame"], rel_tol=1e-4)
     # Recompute the test NLL per frame from the checkpoint, token by token.
     module = bench.FrameLanguageModel(vocab_size=enc.vocab_size, embedding_dim=16, hidden_size=32, num_layers=1)
-    module.load_state_dict(torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"])
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    module.load_state_dict(checkpoint["state_dict"])
+    if carry:  # the checkpoint holds the average, which is not the last weights
+        assert results["config"]["train"]["ema_decay"] == 0.5 and results["config"]["data"]["carry_state"]
+        last = checkpoint["current_model_state"]
+        assert any(not torch.equal(w, last[k]) for k, w in checkpoint["state_dict"].items())
     model = module.model.eval()
     total = 0.0
     with torch.no_grad():

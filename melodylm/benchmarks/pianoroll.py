@@ -1,12 +1,14 @@
 """``melodylm bench pianoroll``: the LSTM LM on a Boulanger-Lewandowski piano-roll file, in nats per frame.
 
 Each split is serialised to frame tokens (:mod:`melodylm.pianoroll`; the
-recipe's ``data.encoding`` picks ``keys`` or ``changes``), the
+recipe's ``data.encoding`` picks ``keys``, ``changes`` or ``hold``), the
 round trip roll -> tokens -> roll and roll -> MIDI -> roll is checked for
 every piece (any mismatch stops the run), the recipe's LSTM is trained on the
-training split with a random transposition per window, the epoch with the
-best validation NLL per frame is kept, and validation and test pieces are
-scored whole by the decoding core. ``results.json`` holds the numbers, the
+training split (windows in a random key within ``data.transpose``; with
+``data.carry_state`` each piece is walked window by window, the state carried;
+with ``train.ema_decay`` a moving average of the weights is what is validated
+and kept), the epoch with the best validation NLL per frame is kept, and
+validation and test pieces are scored whole by the decoding core. ``results.json`` holds the numbers, the
 recipe, and how long it took; ``samples/`` holds MIDI + PNG drawn from the
 model.
 """
@@ -24,12 +26,12 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, RichProgressBar
 from torch.utils.data import DataLoader
 from torchmetrics import SumMetric
 
 from melodylm import pianoroll as PR
-from melodylm.batches import LengthSortedBatches, PieceDataset, WindowDataset, pad_pieces
+from melodylm.batches import LengthSortedBatches, PieceDataset, PieceStreams, WindowDataset, pad_pieces
 from melodylm.benchmarks.recipe import DataRecipe, Recipe
 from melodylm.decoding.core import Decoder, StopAt
 from melodylm.errors import UserError
@@ -71,19 +73,25 @@ class TransposedWindows(WindowDataset):
     """Training windows, each moved by a random shift in ``shifts`` that keeps its piece on the 88 keys.
 
     The encoding's key tokens (ON, or OFF in the ``changes`` encoding, each block 88 wide) move by the shift to
-    the same kind of token on the shifted key; the others (``FRAME``, ``HOLD``) stay.
+    the same kind of token on the shifted key; the others (``FRAME``, ``HOLD``) stay. With ``carry`` (training
+    with a carried state) the windows of a piece share one shift each time it is dealt.
     """
 
-    def __init__(self, pieces: RollPieces, seq_len: int, shifts: tuple[int, int]):
-        super().__init__(pieces, seq_len, _Special)
+    def __init__(self, pieces: RollPieces, seq_len: int, shifts: tuple[int, int], carry: bool = False):
+        super().__init__(pieces, seq_len, _Special, carry)
         self.shifts = shifts
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = super().__getitem__(i)
+    def window(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = super().window(i)
         p = self.index[i][0]
         low = max(self.shifts[0], -int(self.pieces.low[p]))
         high = min(self.shifts[1], PR.KEYS - 1 - int(self.pieces.high[p]))
-        shift = int(torch.randint(low, high + 1, ())) if high > low else 0
+        if high <= low:
+            shift = 0
+        elif self.carry:  # one shift per visit of the piece: its windows continue each other
+            shift = int(np.random.default_rng((p, self.visits.get(p, 0))).integers(low, high + 1))
+        else:
+            shift = int(torch.randint(low, high + 1, ()))
         if shift:
             key_end = self.pieces.encoding.key_end
             x = torch.where((x >= PR.FIRST_KEY) & (x < key_end), x + shift, x)
@@ -94,8 +102,9 @@ class TransposedWindows(WindowDataset):
 class RollDataModule(L.LightningDataModule):
     """Serves the three splits of a piano-roll file as frame tokens."""
 
-    def __init__(self, splits: dict[str, list[np.ndarray]], data: DataRecipe, source: str):
+    def __init__(self, splits: dict[str, list[np.ndarray]], data: DataRecipe, source: str, seed: int = 0):
         super().__init__()
+        self.seed = seed
         self.encoding = PR.encoding(data.encoding)
         self.pieces = {name: RollPieces(rolls, self.encoding) for name, rolls in splits.items()}
         self.recipe = data
@@ -107,7 +116,10 @@ class RollDataModule(L.LightningDataModule):
         self.prepare_settings = {"source": source}
 
     def train_dataloader(self) -> DataLoader:
-        windows = TransposedWindows(self.pieces["train"], self.recipe.seq_len, self.recipe.transpose)
+        windows = TransposedWindows(self.pieces["train"], self.recipe.seq_len, self.recipe.transpose,
+                                    carry=self.recipe.carry_state)
+        if self.recipe.carry_state:
+            return DataLoader(windows, batch_sampler=PieceStreams(windows, self.recipe.batch_size, self.seed))
         return DataLoader(windows, batch_size=self.recipe.batch_size, shuffle=True)
 
     def _eval(self, split: str) -> DataLoader:
@@ -227,12 +239,14 @@ def run(data: str | Path, out: str | Path, recipe: Recipe, max_minutes: float = 
 
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(recipe.train.seed, verbose=False)
-    dm = RollDataModule(splits, recipe.data, source=data.name)
+    dm = RollDataModule(splits, recipe.data, source=data.name, seed=recipe.train.seed)
     module = FrameLanguageModel(vocab_size=enc.vocab_size, frame_ends=enc.frame_ends, **recipe.model)
     module.schedule_seconds = max_minutes * 60 * SCHEDULE_SHARE
     best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/nll_frame", mode="min",
                            save_last=True)
     callbacks = [best, RichProgressBar()]
+    if recipe.train.ema_decay:
+        callbacks.append(EMAWeightAveraging(decay=recipe.train.ema_decay, use_buffers=False))
     if recipe.train.patience:
         callbacks.append(EarlyStopping(monitor="val/nll_frame", mode="min", patience=recipe.train.patience))
     from lightning.pytorch.loggers import WandbLogger

@@ -19,7 +19,8 @@ class DataRecipe:
     batch_size: int = 32
     eval_batch_size: int = 32
     transpose: tuple[int, int] = (-6, 5)  # training pieces get a random shift in LOW..HIGH per window
-    encoding: str = "keys"  # frame serialisation: keys (active keys per frame) or changes (released, pressed)
+    encoding: str = "keys"  # frame serialisation: keys (active keys per frame), changes or hold (see pianoroll.py)
+    carry_state: bool = False  # walk each piece window by window, carrying the LSTM state (batches.PieceStreams)
 
 
 @dataclass
@@ -28,6 +29,7 @@ class TrainRecipe:
     gradient_clip_val: float = 1.0
     seed: int = 0
     patience: int = 0  # early stopping on the validation NLL per frame (0: off)
+    ema_decay: float = 0.0  # validate, keep and test an exponential moving average of the weights (0: off)
 
 
 @dataclass

@@ -118,12 +118,28 @@ class LanguageModelModule(TrainingSteps):
         self.save_hyperparameters()
         self.model = RecurrentLM(vocab_size, embedding_dim, hidden_size, num_layers, cell, dropout, tie_weights)
         self.eval_nll = MeanMetric()
+        self._carry = None  # the state the last carried training batch left (see model_step)
 
-    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """Mean NLL (nats) over the non-padding targets of ``batch``, and their count."""
-        x, y = batch
-        logits, _ = self.model(x)
+    def model_step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
+        """Mean NLL (nats) over the non-padding targets of ``batch``, and their count.
+
+        A batch ``(x, y, fresh)`` (from :class:`melodylm.batches.PieceStreams`) continues the previous
+        batch: each row starts from the state the previous batch left in that row (detached, so
+        gradients stop at the window boundary), or from zero where ``fresh`` says a new piece starts.
+        """
+        x, y, *fresh = batch
+        state = self._carried_state(fresh[0]) if fresh else None
+        logits, state = self.model(x, state)
+        if fresh:
+            self._carry = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         return masked_nll(logits, y)
+
+    def _carried_state(self, fresh: torch.Tensor):
+        carry = self._carry
+        if carry is None or fresh.all():
+            return None
+        keep = (~fresh).to(self.model.head.weight.dtype)[None, :, None]  # (layers, batch, hidden) broadcast
+        return tuple(s * keep for s in carry) if isinstance(carry, tuple) else carry * keep
 
     def _eval_epoch_end(self, stage: str) -> None:
         nll = self.eval_nll.compute()
