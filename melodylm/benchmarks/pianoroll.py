@@ -5,9 +5,8 @@ recipe's ``data.encoding`` picks ``keys``, ``changes`` or ``hold``), the
 round trip roll -> tokens -> roll and roll -> MIDI -> roll is checked for
 every piece (any mismatch stops the run), the recipe's LSTM is trained on the
 training split (windows in a random key within ``data.transpose``; with
-``data.carry_state`` each piece is walked window by window, the state carried;
-with ``train.ema_decay`` a moving average of the weights is what is validated
-and kept), the epoch with the best validation NLL per frame is kept, and
+``data.carry_state`` each piece is walked window by window, the state carried),
+the epoch with the best validation NLL per frame is kept, and
 validation and test pieces are scored whole by the decoding core. ``results.json`` holds the numbers, the
 recipe, and how long it took; ``samples/`` holds MIDI + PNG drawn from the
 model.
@@ -26,7 +25,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from torch.utils.data import DataLoader
 from torchmetrics import SumMetric
 
@@ -245,8 +244,6 @@ def run(data: str | Path, out: str | Path, recipe: Recipe, max_minutes: float = 
     best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/nll_frame", mode="min",
                            save_last=True)
     callbacks = [best, RichProgressBar()]
-    if recipe.train.ema_decay:
-        callbacks.append(EMAWeightAveraging(decay=recipe.train.ema_decay, use_buffers=False))
     if recipe.train.patience:
         callbacks.append(EarlyStopping(monitor="val/nll_frame", mode="min", patience=recipe.train.patience))
     from lightning.pytorch.loggers import WandbLogger

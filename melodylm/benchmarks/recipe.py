@@ -29,7 +29,6 @@ class TrainRecipe:
     gradient_clip_val: float = 1.0
     seed: int = 0
     patience: int = 0  # early stopping on the validation NLL per frame (0: off)
-    ema_decay: float = 0.0  # validate, keep and test an exponential moving average of the weights (0: off)
 
 
 @dataclass
