@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Boulanger-Lewandowski piano-roll benchmark (JSB Chorales, Nottingham, MuseData, "
                         "Piano-midi.de, or any .mat with traindata/validdata/testdata of frames x 88 binary rolls). "
                         "Checks that every piece converts to tokens and MIDI losslessly, trains the recipe's LSTM "
-                        "with transposition augmentation, keeps the epoch with the best validation NLL, and writes "
+                        "(data.transpose: random keys; data.carry_state: each piece walked whole, the state carried "
+                        "from window to window), keeps the epoch with the best validation NLL, and writes "
                         "OUT/results.json, OUT/checkpoints/ and OUT/samples/ (MIDI + PNG).",
                         epilog="example: melodylm bench pianoroll --data JSB_Chorales.mat "
                         "--config configs/pianoroll-jsb.yaml --out runs/jsb")

@@ -172,6 +172,7 @@ def test_recipes_load_and_unknown_keys_are_refused(tmp_path):
     jsb, nottingham = (load_recipe(REPO / "configs" / f"pianoroll-{name}.yaml") for name in ("jsb", "nottingham"))
     assert jsb.data.transpose[0] < 0 < jsb.data.transpose[1]  # 229 chorales: every key helps
     assert nottingham.data.transpose == (0, 0)  # 694 tunes and an hour: the data's own key (chosen on validation)
+    assert nottingham.data.carry_state and nottingham.data.encoding == "hold"
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {hidden: 3}\n")
     with pytest.raises(UserError, match="unknown model argument.*hidden"):

@@ -5,11 +5,11 @@ recipe's ``data.encoding`` picks ``keys``, ``changes`` or ``hold``), the
 round trip roll -> tokens -> roll and roll -> MIDI -> roll is checked for
 every piece (any mismatch stops the run), the recipe's LSTM is trained on the
 training split (windows in a random key within ``data.transpose``; with
-``data.carry_state`` each piece is walked window by window, the state carried),
-the epoch with the best validation NLL per frame is kept, and
-validation and test pieces are scored whole by the decoding core. ``results.json`` holds the numbers, the
-recipe, and how long it took; ``samples/`` holds MIDI + PNG drawn from the
-model.
+``data.carry_state`` each piece is walked window by window, the state
+carried), the epoch with the best validation NLL per frame is kept, and
+validation and test pieces are scored whole by the decoding core.
+``results.json`` holds the numbers, the recipe, and how long it took;
+``samples/`` holds MIDI + PNG drawn from the model.
 """
 
 from __future__ import annotations

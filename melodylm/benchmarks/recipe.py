@@ -18,7 +18,7 @@ class DataRecipe:
     seq_len: int = 512  # training window in tokens
     batch_size: int = 32
     eval_batch_size: int = 32
-    transpose: tuple[int, int] = (-6, 5)  # training pieces get a random shift in LOW..HIGH per window
+    transpose: tuple[int, int] = (-6, 5)  # a random shift in LOW..HIGH per training window (per piece if carried)
     encoding: str = "keys"  # frame serialisation: keys (active keys per frame), changes or hold (see pianoroll.py)
     carry_state: bool = False  # walk each piece window by window, carrying the LSTM state (batches.PieceStreams)
 
