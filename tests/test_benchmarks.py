@@ -106,13 +106,14 @@ def test_transposing_hold_tokens_moves_keys_only():
     assert shifts == set(range(-3, 4))
 
 
-def test_carried_windows_score_every_piece_whole():
-    """Training with a carried state walks each piece window by window: the windows' summed loss is the
-    pieces' whole NLL (as the decoding core scores them), and a piece keeps one transposition per visit."""
+@pytest.fixture
+def random_pieces():
     rng = np.random.default_rng(0)
-    rolls = [rng.random((int(rng.integers(5, 40)), 88)) < 0.05 for _ in range(7)]
-    pieces = bench.RollPieces(rolls)
-    windows = bench.TransposedWindows(pieces, seq_len=16, shifts=(0, 0), carry=True)
+    return bench.RollPieces([rng.random((int(rng.integers(5, 40)), 88)) < 0.05 for _ in range(7)])
+
+
+def test_piece_streams_walk_whole_pieces_row_by_row(random_pieces):
+    windows = bench.TransposedWindows(random_pieces, seq_len=16, shifts=(0, 0), carry=True)
     streams = PieceStreams(windows, batch_size=3)
     rows = [[] for _ in range(3)]
     for _ in range(3):  # epochs: the rows carry on across them
@@ -123,9 +124,13 @@ def test_carried_windows_score_every_piece_whole():
                 row.append(windows.index[i])
     for row in rows:  # each row: whole pieces, each window after the one before
         for (p, start), (q, nxt) in zip(row, row[1:]):
-            assert (q == p and nxt == start + 16) or (nxt == 0 and start + 16 >= len(pieces[p]) + 1)
-    assert sum(windows.visits.values()) >= 3 * len(pieces) - 3
+            assert (q == p and nxt == start + 16) or (nxt == 0 and start + 16 >= len(random_pieces[p]) + 1)
+    assert sum(windows.visits.values()) >= 3 * len(random_pieces) - 3  # about three rounds of every piece
 
+
+def test_carried_windows_score_every_piece_whole(random_pieces):
+    """The windows' summed loss, the state carried, is the pieces' whole NLL as the decoding core scores them."""
+    windows = bench.TransposedWindows(random_pieces, seq_len=16, shifts=(0, 0), carry=True)
     torch.manual_seed(0)
     module = LanguageModelModule(vocab_size=PR.VOCAB_SIZE, embedding_dim=8, hidden_size=16, num_layers=2, dropout=0.0)
     with torch.no_grad():
@@ -140,18 +145,20 @@ def test_carried_windows_score_every_piece_whole():
         alone = sum(float(loss) * count for loss, count in
                     (module.model_step(default_collate([windows[i][:2] for i in batch])) for batch in one_row))
     decoder = Decoder(module.model, bos=PR.BOS, eos=PR.EOS, pad=PR.PAD)
-    whole = -sum(float(lp.sum()) for lp in decoder.token_logprobs([p.tolist() for p in pieces.ids]))
+    whole = -sum(float(lp.sum()) for lp in decoder.token_logprobs([p.tolist() for p in random_pieces.ids]))
     assert carried == pytest.approx(whole, abs=1e-2)
     assert abs(alone - whole) > 1  # each window from the zero state scores differently
 
-    moving = bench.TransposedWindows(pieces, seq_len=16, shifts=(-5, 5), carry=True)
+
+def test_carried_windows_keep_one_key_per_visit(random_pieces):
+    windows = bench.TransposedWindows(random_pieces, seq_len=16, shifts=(-5, 5), carry=True)
     seen = set()
     for visit in range(4):
-        moving.visits = dict.fromkeys(range(len(pieces)), visit)
-        for p in range(len(pieces)):
+        windows.visits = dict.fromkeys(range(len(random_pieces)), visit)
+        for p in range(len(random_pieces)):
             deltas = set()
-            for i in (i for i, (q, _) in enumerate(moving.index) if q == p):
-                plain, x = WindowDataset.window(moving, i)[0], moving.window(i)[0]
+            for i in (i for i, (q, _) in enumerate(windows.index) if q == p):
+                plain, x = WindowDataset.window(windows, i)[0], windows.window(i)[0]
                 keys = plain >= PR.FIRST_KEY
                 deltas |= set((x[keys] - plain[keys]).tolist())
             assert len(deltas) == 1  # every window of the piece moved by the same shift
