@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric
 
 from melodylm.batches import IGNORE
 from melodylm.checkpoint import FORMAT_VERSION, check_tokenizer_matches
-from melodylm.models.components.rnn_lm import RecurrentLM
+from melodylm.models.components.rnn_lm import RecurrentLM, map_state
 
 
 def masked_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -131,7 +131,7 @@ class LanguageModelModule(TrainingSteps):
         state = self._carried_state(fresh[0]) if fresh else None
         logits, state = self.model(x, state)
         if fresh:
-            self._carry = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            self._carry = map_state(torch.Tensor.detach, state)
         return masked_nll(logits, y)
 
     def _carried_state(self, fresh: torch.Tensor):
@@ -139,7 +139,7 @@ class LanguageModelModule(TrainingSteps):
         if carry is None or fresh.all():
             return None
         keep = (~fresh).to(self.model.head.weight.dtype)[None, :, None]  # (layers, batch, hidden) broadcast
-        return tuple(s * keep for s in carry) if isinstance(carry, tuple) else carry * keep
+        return map_state(lambda s: s * keep, carry)
 
     def _eval_epoch_end(self, stage: str) -> None:
         nll = self.eval_nll.compute()

@@ -31,6 +31,7 @@ import torch
 
 from melodylm.decoding.core import _select_state
 from melodylm.errors import UserError
+from melodylm.models.components.rnn_lm import map_state
 from melodylm.prior.notes import Grid, Note, notes_to_score
 from melodylm.prior.posteriors import Segment
 
@@ -170,7 +171,7 @@ def _feed(model, logp: torch.Tensor, state, seqs: list[list[int]]):
     """
     total = torch.zeros(len(seqs))
     logp = logp.clone()
-    state = tuple(s.clone() for s in state) if isinstance(state, tuple) else state.clone()
+    state = map_state(torch.Tensor.clone, state)
     for j in range(max((len(s) for s in seqs), default=0)):
         rows = torch.tensor([i for i, s in enumerate(seqs) if len(s) > j])
         toks = torch.tensor([seqs[i][j] for i in rows.tolist()])

@@ -10,6 +10,11 @@ CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
+def map_state(fn, state: State) -> State:
+    """``fn`` applied to every tensor of a recurrent state: ``h``, or the LSTM pair ``(h, c)``."""
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+
+
 class RecurrentLM(nn.Module):
     """embedding -> rnn / gru / lstm (``num_layers``) -> dropout -> logits.
 
