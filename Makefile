@@ -46,18 +46,18 @@ transcribe-extra: $(STAMP)
 
 # Melody transcription on rendered Nottingham tunes (needs transcribe-extra, audio and a melody LM checkpoint).
 bench-transcription: transcribe-extra audio
-	$(BIN)/python -m bench.transcription --ckpt $${CKPT:-checkpoints/nottingham-melody}
+	$(BIN)/melodylm bench transcription --ckpt $${CKPT:-checkpoints/nottingham-melody}
 
 # Likelihood benchmarks (issue #4); need ../shared/data (or SHARED=...). Up to an hour per piano-roll recipe.
 SHARED ?= ../shared/data
 .PHONY: bench-pianoroll melody-lm bench-melody
 bench-pianoroll: $(STAMP)
-	$(BIN)/melodylm bench pianoroll --data $(SHARED)/pianoroll/JSB_Chorales.mat --config configs/pianoroll-jsb.yaml --out runs/pianoroll-jsb
-	$(BIN)/melodylm bench pianoroll --data $(SHARED)/pianoroll/Nottingham.mat --config configs/pianoroll-nottingham.yaml --out runs/pianoroll-nottingham
+	$(BIN)/melodylm bench pianoroll --data $(SHARED)/pianoroll/JSB_Chorales.mat --config configs/pianoroll/jsb.yaml --out runs/pianoroll-jsb
+	$(BIN)/melodylm bench pianoroll --data $(SHARED)/pianoroll/Nottingham.mat --config configs/pianoroll/nottingham.yaml --out runs/pianoroll-nottingham
 
 melody-lm: $(STAMP)
 	$(BIN)/melodylm prepare $(SHARED)/nottingham/MIDI/melody --melody --transpose 5 --out datasets/prepared/nottingham-melody-t5
-	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config configs/nottingham-melody.yaml
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config configs/lm/nottingham-melody.yaml
 
 bench-melody: $(STAMP)
 	$(BIN)/melodylm bench melody --ckpt checkpoints/nottingham-melody --data datasets/prepared/nottingham-melody-t5 --out runs/melody-nottingham.json
@@ -65,9 +65,9 @@ bench-melody: $(STAMP)
 # Playlist example from the music21 corpus alone (works on a fresh clone): build, fit id embeddings, evaluate.
 .PHONY: playlist-music21
 playlist-music21: $(STAMP)
-	$(BIN)/python -m melodylm.playlist.music21set --out datasets/playlists/music21
-	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config configs/playlist-music21-ids.yaml
-	$(BIN)/python -m melodylm.playlist.evaluate --ckpt checkpoints/playlist-music21-ids \
+	$(BIN)/melodylm build-playlists music21 --out datasets/playlists/music21
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config configs/playlist/music21-ids.yaml
+	$(BIN)/melodylm evaluate playlist --ckpt checkpoints/playlist-music21-ids \
 		--playlists datasets/playlists/music21/playlists.jsonl --out runs/playlist-music21-ids.json
 
 clean:

@@ -28,12 +28,12 @@ import time
 import torch
 
 from bench.common import machine, table
+from melodylm.data.tokenizer import SpecialIds, build_tokenizer
 from melodylm.decoding import constraints as C
 from melodylm.decoding import processors as P
-from melodylm.decoding.grammar import GrammarMask
 from melodylm.decoding.core import Decoder
+from melodylm.decoding.grammar import GrammarMask
 from melodylm.models.components.rnn_lm import RecurrentLM
-from melodylm.tokenizer import SpecialIds, build_tokenizer
 
 MODELS = {  # name -> RecurrentLM arguments besides the vocabulary
     "LSTM 2x512, emb 256": dict(embedding_dim=256, hidden_size=512, num_layers=2, cell="lstm", dropout=0.3),

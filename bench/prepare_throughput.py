@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from bench.common import SHARED_DATA, machine, table
-from melodylm.midi import CleanOptions
-from melodylm.prepare import PrepareSettings, prepare
+from melodylm.data.midi import CleanOptions
+from melodylm.data.prepare import PrepareSettings, prepare
 
 
 def timed(folder: Path, out: Path, workers: int) -> tuple[float, dict]:

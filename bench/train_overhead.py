@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import REPO, machine, table
-from melodylm.batches import IGNORE, TokenDataModule
+from melodylm.data.windows import IGNORE, TokenDataModule
 from melodylm.models.components.rnn_lm import RecurrentLM
 from melodylm.models.lm_module import LanguageModelModule
 
@@ -33,8 +33,8 @@ def data_dir(arg: str | None) -> Path:
     default = REPO / "datasets" / "prepared" / "oneills1850"
     if (default / "prepare.json").is_file():
         return default
-    from melodylm.prepare import PrepareSettings, prepare
-    from melodylm.midi import CleanOptions
+    from melodylm.data.midi import CleanOptions
+    from melodylm.data.prepare import PrepareSettings, prepare
 
     out = Path(tempfile.mkdtemp()) / "oneills"
     prepare(["music21:oneills1850"], out, PrepareSettings(clean=CleanOptions(melody=True)),

@@ -4,7 +4,10 @@ __version__ = "0.1.0"
 
 
 def load(path):
-    """Load a checkpoint as a :class:`melodylm.lm.MusicLM` (no Lightning needed)."""
-    from melodylm.lm import load as _load
+    """The model in a checkpoint file or run folder, as the object for its kind (no Lightning needed):
+    a :class:`~melodylm.api.lm.MusicLM`, :class:`~melodylm.api.pianoroll.PianoRollLM`,
+    :class:`~melodylm.api.seq2seq.ConditionalGenerator`, :class:`~melodylm.api.tagger.ChordTagger` or
+    :class:`~melodylm.api.playlist.Playlister`."""
+    from melodylm.checkpoint import load as _load
 
     return _load(path)

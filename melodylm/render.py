@@ -1,7 +1,8 @@
-"""Outputs a person can open: MIDI files and piano-roll PNGs."""
+"""Outputs a person can open: MIDI files, piano-roll PNGs, and a sample's MIDI + PNG + WAV + JSON set."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -9,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from symusic import Score  # noqa: E402
+
+from melodylm.audio import render_wav, synthesizer  # noqa: E402
 
 
 def write_midi(score: Score, path: Path) -> Path:
@@ -82,3 +85,29 @@ def pianoroll_png(score: Score, path: Path, title: str = "") -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def write_samples(lm, out: Path, samples, settings: dict, primer: list[int] = (),
+                  keep_primer: bool = True, wav: bool = True, prefix: str = "sample") -> list[dict]:
+    """Write every sample of a language model (``lm``: a MusicLM or PianoRollLM) as MIDI + piano-roll PNG
+    (+ WAV) + a JSON sidecar; returns the sidecars."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, s in enumerate(samples):
+        score = lm.to_score(s.ids, primer=primer, keep_primer=keep_primer)
+        stem = out / f"{prefix}-{i:03d}"
+        write_midi(score, stem.with_suffix(".mid"))
+        pianoroll_png(score, stem.with_suffix(".png"), title=f"{stem.name}  seed={settings.get('seed')}")
+        row = {
+            "midi": stem.with_suffix(".mid").name, "png": stem.with_suffix(".png").name,
+            "index": i, "settings": settings, "primer_tokens": len(primer), "tokens": len(s.ids),
+            "notes": score.note_num(), "seconds": float(score.to("second").end()),
+            "logprob": s.logprob, "stop_reason": s.stop_reason,
+            "invalid_token_rate": lm.invalid_token_rate(list(primer) + s.ids),
+        }
+        if wav:
+            render_wav(score, stem.with_suffix(".wav"))
+            row.update(wav=stem.with_suffix(".wav").name, synthesizer=synthesizer())
+        stem.with_suffix(".json").write_text(json.dumps(row, indent=1))
+        rows.append(row)
+    return rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from melodylm.tokenizer import base_tokens
+from melodylm.data.tokenizer import base_tokens
 
 NOTE_STARTS = ("Pitch", "PitchDrum", "NoteOn", "DrumOn")
 NOTE_ENDS = ("NoteOff", "DrumOff")
@@ -126,20 +126,6 @@ def scale_pitch_classes(name: str) -> frozenset[int]:
         )
     root = (_TONICS[letter] + {"": 0, "#": 1, "b": -1}[accidentals]) % 12
     return frozenset((root + step) % 12 for step in SCALES[mode])
-
-
-def check_compatible(processors) -> None:
-    """Raise ``ValueError`` if the pitch filters among ``processors`` leave no pitch together.
-
-    Each :class:`PitchFilter` checks itself at construction; used as separate
-    list entries they can still jointly ban every note (a range holding no
-    allowed pitch class). Call this on the list, or combine them with ``&``.
-    """
-    filters = [p for p in processors if isinstance(p, PitchFilter)]
-    if len(filters) > 1:
-        combined = filters[0]
-        for f in filters[1:]:
-            combined = combined & f
 
 
 class _Stateful:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 
-
 class Temperature:
     """Divide logits by ``t`` (> 0): below 1 sharpens, above 1 flattens."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from melodylm.tokenizer import base_tokens
+from melodylm.data.tokenizer import base_tokens
 
 
 def _beats(value: str) -> float:
@@ -88,9 +88,6 @@ class Timeline:
     def beats(self) -> torch.Tensor:
         """Quarter-note beats reached by each row, ``(batch,)``."""
         return self.bar_start + self.pos + self.shifted
-
-    def seconds(self) -> torch.Tensor:
-        return self.beats() * 60.0 / self.tempo
 
     def bar_count(self) -> torch.Tensor:
         """Bars started by each row (REMI: Bar tokens seen; else 4/4 bars reached)."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torchmetrics import MeanMetric
 
-from melodylm.checkpoint import FORMAT_VERSION
-from melodylm.models.lm_module import TrainingSteps, masked_nll
-from melodylm.playlist.model import PlaylistNet, repeat_mask
+from melodylm.models.base import TrainingSteps, masked_nll
+from melodylm.models.components.playlist import PlaylistNet, repeat_mask
 
 
 class PlaylistModule(TrainingSteps):
@@ -18,6 +17,8 @@ class PlaylistModule(TrainingSteps):
     linked from the data module by the CLI. Logs ``train/loss`` and
     ``{val,test}/nll_track``. Optimiser and schedule are the language model's.
     """
+
+    checkpoint_kind = "playlist"
 
     def __init__(self, vocab_size: int, embedding_dim: int = 32, hidden_size: int = 128, dim: int = 64,
                  dropout: float = 0.1, lr: float = 3e-3, weight_decay: float = 0.01, warmup_steps: int = 20,
@@ -50,11 +51,6 @@ class PlaylistModule(TrainingSteps):
         self.log(f"{stage}/nll_track", self.eval_nll.compute(), prog_bar=True)
         self.eval_nll.reset()
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["melodylm"] = {
-            "format": FORMAT_VERSION,
-            "kind": "playlist",
-            "model": dict(self.model.config),
-            "catalog": self.catalog_json,
-            "data": {k: v for k, v in self.trainer.datamodule.hparams.items()} if self._trainer else {},
-        }
+    def checkpoint_fields(self) -> dict:
+        return {"catalog": self.catalog_json,
+                "data": {k: v for k, v in self.trainer.datamodule.hparams.items()} if self._trainer else {}}

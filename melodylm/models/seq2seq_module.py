@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torchmetrics import MeanMetric
 
+from melodylm.models.base import TrainingSteps, masked_nll
 from melodylm.models.components.seq2seq import Seq2Seq
-from melodylm.models.lm_module import LanguageModelModule, TrainingSteps, masked_nll
 
 
 class Seq2SeqModule(TrainingSteps):
@@ -44,9 +44,3 @@ class Seq2SeqModule(TrainingSteps):
         """Mean NLL (nats) over the non-padding target tokens of ``batch``, and their count."""
         logits = self.model(batch["source"], batch["source_mask"], batch["inputs"])
         return masked_nll(logits, batch["targets"])
-
-    # the same metrics and checkpoint contents as the language model
-    _eval_epoch_end = LanguageModelModule._eval_epoch_end
-
-    on_save_checkpoint = LanguageModelModule.on_save_checkpoint
-    on_load_checkpoint = LanguageModelModule.on_load_checkpoint

@@ -5,17 +5,18 @@ from __future__ import annotations
 import torch
 from torchmetrics import MeanMetric
 
-from melodylm.batches import IGNORE
-from melodylm.checkpoint import FORMAT_VERSION
+from melodylm.data.beats import NUM_FEATURES
+from melodylm.data.chords import LABELS
+from melodylm.data.windows import IGNORE
+from melodylm.models.base import TrainingSteps, masked_nll
 from melodylm.models.components.seq2seq import BeatTagger
-from melodylm.models.lm_module import TrainingSteps, masked_nll
-from melodylm.seq2seq.beats import NUM_FEATURES
-from melodylm.seq2seq.chords import LABELS
 
 
 class TaggerModule(TrainingSteps):
     """Cross-entropy of the chord label per beat; logs ``{stage}/accuracy`` (share of beats right) and
     ``{stage}/nll_beat`` (nats). ``vocab_size`` is the number of chord labels, linked from the data module."""
+
+    checkpoint_kind = "chord_tagger"
 
     def __init__(
         self,
@@ -56,12 +57,6 @@ class TaggerModule(TrainingSteps):
         self.eval_nll.reset()
         self.eval_acc.reset()
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
+    def checkpoint_fields(self) -> dict:
         dm = self._datamodule()
-        checkpoint["melodylm"] = {
-            "format": FORMAT_VERSION,
-            "kind": "chord_tagger",
-            "model": dict(self.model.config),
-            "labels": list(LABELS),
-            "prepare": {"pairs": dict(vars(dm.settings))} if dm is not None else {},
-        }
+        return {"labels": list(LABELS), "prepare": {"pairs": dict(vars(dm.settings))} if dm is not None else {}}

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from melodylm.checkpoint import load, resolve
 from melodylm.errors import UserError
+from melodylm.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +40,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_embeddings(path: str | Path) -> dict[str, np.ndarray]:
-    """``{track id: vector}`` from an embeddings ``.npz``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"embeddings file {path} does not exist (write it with `melodylm embed`)")
-    data = np.load(path, allow_pickle=False)
-    return {str(t): v for t, v in zip(data["ids"], data["vectors"])}
-
-
 def embed_folder(ckpt: str | Path, folder: str | Path, out: str | Path, limit: int | None = None) -> dict:
     """Embed every ``*.mid`` under ``folder`` (ids: file stems) into ``out``; returns a summary."""
-    from melodylm.lm import load
-    from melodylm.progress import progress_bar
-    from melodylm.sample import resolve_checkpoint
-
-    ckpt, folder, out = resolve_checkpoint(ckpt), Path(folder), Path(out)
+    ckpt, folder, out = resolve(ckpt), Path(folder), Path(out)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi"))[:limit]
@@ -68,7 +57,7 @@ def embed_folder(ckpt: str | Path, folder: str | Path, out: str | Path, limit: i
         data = np.load(out, allow_pickle=False)
         if str(data["checkpoint_sha256"]) == fingerprint:
             cached = {str(t): v for t, v in zip(data["ids"], data["vectors"])}
-    lm = load(ckpt)
+    lm = load(ckpt, kinds=("language_model",))
     vectors, skipped = {}, {}
     with progress_bar() as bar:
         task = bar.add_task("embedding", total=len(files))

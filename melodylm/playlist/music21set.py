@@ -16,23 +16,22 @@ The categories are the labels the corpus files carry:
 
 Categories are read from ABC headers and file names, not by parsing; only
 the pieces kept (at most ``--max-tunes`` per category, a seeded random
-choice) are parsed and written as MIDI (all parts, by ``melodylm.corpus``).
+choice) are parsed and written as MIDI (all parts, by ``melodylm.data.corpus``).
 It tests whether a model maps title words to the right part of a catalog,
 nothing about taste.
 
-    python -m melodylm.playlist.music21set --out datasets/playlists/music21
+    melodylm build-playlists music21 --out datasets/playlists/music21
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import re
 from pathlib import Path
 
+from melodylm.data.playlists import write_jsonl
 from melodylm.errors import UserError
-from melodylm.playlist.data import write_jsonl
 from melodylm.playlist.synthetic import MIN_TUNES, abc_tunes, make_playlists
 
 log = logging.getLogger(__name__)
@@ -200,7 +199,7 @@ def write_midi(tune: dict, path: Path) -> bool:
     """Parse one piece (its ABC text or its file) and write all its parts as MIDI; False if that fails."""
     from music21 import converter
 
-    from melodylm.corpus import write_score_midi
+    from melodylm.data.corpus import write_score_midi
 
     try:
         score = converter.parse(tune["abc"], format="abc") if "abc" in tune else converter.parse(tune["source"])
@@ -263,23 +262,3 @@ def build(out: str | Path, max_tunes: int = 40, per_category: int = 20, seed: in
     write_jsonl(out / "playlists.jsonl", playlists)
     return {"tracks": len(tunes), "categories": len({t["category"] for t in tunes}), "playlists": len(playlists),
             "out": str(out)}
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m melodylm.playlist.music21set", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("datasets/playlists/music21"))
-    p.add_argument("--max-tunes", type=int, default=40, help="pieces kept per category (default 40)")
-    p.add_argument("--per-category", type=int, default=20, help="playlists per category (default 20)")
-    p.add_argument("--category", action="append", dest="categories", metavar="NAME",
-                   help="only this category (repeatable); default: all of them")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    try:
-        print(build(args.out, args.max_tunes, args.per_category, args.seed, args.categories))
-    except UserError as err:
-        p.exit(2, f"melodylm: error: {err}\n")
-
-
-if __name__ == "__main__":
-    main()

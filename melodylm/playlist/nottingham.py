@@ -11,16 +11,15 @@ and meters; ``MIDI/melody/BOOKN.mid`` is tune ``X: N`` of ``BOOK.abc``),
 which a fresh clone does not have (``music21set.py`` builds one that needs
 only music21).
 
-    python -m melodylm.playlist.nottingham --data ../shared/data/nottingham --out datasets/playlists/nottingham
+    melodylm build-playlists nottingham --data ../shared/data/nottingham --out datasets/playlists/nottingham
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from melodylm.data.playlists import write_jsonl
 from melodylm.errors import UserError
-from melodylm.playlist.data import write_jsonl
 from melodylm.playlist.synthetic import abc_tunes, make_playlists
 
 BOOKS = {  # ABC file stem -> (category name, adjectives that fit it)
@@ -70,18 +69,3 @@ def build(root: str | Path, out: str | Path, per_category: int = 60, seed: int =
                                         for t in tunes))
     write_jsonl(out / "playlists.jsonl", playlists)
     return {"tracks": len(tunes), "playlists": len(playlists), "out": str(out)}
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m melodylm.playlist.nottingham", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("../shared/data/nottingham"))
-    p.add_argument("--out", type=Path, default=Path("datasets/playlists/nottingham"))
-    p.add_argument("--per-category", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    print(build(args.data, args.out, args.per_category, args.seed))
-
-
-if __name__ == "__main__":
-    main()

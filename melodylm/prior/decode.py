@@ -196,7 +196,7 @@ def decode(lm, segs: list[Segment], grid: Grid, lam: float = 1.0, beam_size: int
     otherwise make skipping segments cheap; it matters only when segments can
     be skipped. See the module doc for the search.
 
-    ``lm`` is a :class:`~melodylm.lm.MusicLM`; LM scores include the final EOS.
+    ``lm`` is a :class:`~melodylm.api.lm.MusicLM`; LM scores include the final EOS.
     With ``lam = 0`` the LM is still stepped and its score reported, but it
     does not steer: the result is :func:`acoustic_only`'s (up to beam pruning).
     """

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from symusic import Note as SNote
 from symusic import Score, Tempo, TimeSignature, Track
 
+from melodylm.data.tokenizer import score_to_ids
 from melodylm.errors import UserError
-from melodylm.tokenizer import score_to_ids
 
 TICKS_PER_QUARTER = 480
 
@@ -105,7 +105,7 @@ def hold_repeats(notes: list[Note]) -> list[Note]:
     """Merge each note into the one before it when both have the same pitch (notes sorted by onset).
 
     In a mixture, an accompaniment onset under a held melody note looks like a
-    repeat of that note; on the validation tunes of ``bench.transcription`` five
+    repeat of that note; on the validation tunes of ``melodylm.evaluation.bench_transcription`` five
     in six decoded repeats were such onsets.
     """
     out: list[Note] = []

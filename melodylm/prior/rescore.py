@@ -17,7 +17,7 @@ from melodylm.prior.notes import Grid, Note, note_ids
 
 
 def note_logprobs(lm, sequences: list[list[Note]], grid: Grid) -> list[float]:
-    """Log-probability (nats) of each note sequence under ``lm`` (a :class:`~melodylm.lm.MusicLM`)."""
+    """Log-probability (nats) of each note sequence under ``lm`` (a :class:`~melodylm.api.lm.MusicLM`)."""
     ids = [note_ids(lm.tokenizer, notes, grid) for notes in sequences]
     return [float(lp.sum()) for lp in lm.decoder.token_logprobs(ids)]
 

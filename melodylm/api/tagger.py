@@ -1,0 +1,55 @@
+"""A trained chord tagger (the aligned bi-LSTM baseline): one chord label per beat of a melody.
+
+    tagger = melodylm.load("checkpoints/seq2seq-tagger")
+    labels, score = tagger.harmonise(melody_score)   # labels per quarter note; the melody plus block chords
+"""
+
+from __future__ import annotations
+
+import torch
+from symusic import Note, Score, Track
+
+from melodylm.data.beats import melody_beat_features, num_beats
+from melodylm.data.chords import parse_chord_symbol
+from melodylm.models.components.seq2seq import BeatTagger
+
+
+class ChordTagger:
+    """A :class:`BeatTagger` with its chord labels (``N`` is silence)."""
+
+    def __init__(self, model: BeatTagger, labels: list[str]):
+        self.model = model.eval()
+        self.labels = list(labels)
+
+    @classmethod
+    def from_checkpoint(cls, meta: dict, weights: dict) -> "ChordTagger":
+        """From a checkpoint's ``melodylm`` block and its module weights (:func:`melodylm.checkpoint.load`)."""
+        model = BeatTagger(**meta["model"])
+        model.load_state_dict(weights)
+        return cls(model, meta["labels"])
+
+    def label_beats(self, melody: Score, beats: int | None = None) -> list[str]:
+        """The most likely chord label of each of ``beats`` quarter-note beats (default: the melody's)."""
+        beats = num_beats(melody) if beats is None else beats
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(melody_beat_features(melody, beats))[None])
+        return [self.labels[i] for i in logits[0].argmax(-1).tolist()]
+
+    def harmonise(self, melody: Score) -> tuple[list[str], Score]:
+        """A chord label per beat of ``melody``, and the melody with the chords as a block-chord track."""
+        labels = self.label_beats(melody)
+        tpq = melody.ticks_per_quarter
+        track = Track(name="chords", program=0)
+        start = 0
+        for b in range(1, len(labels) + 1):  # one block chord per run of equal labels; N is silence
+            if b < len(labels) and labels[b] == labels[start]:
+                continue
+            if labels[start] != "N":
+                for p in parse_chord_symbol(labels[start]).pitches():
+                    track.notes.append(Note(start * tpq, (b - start) * tpq, p, 70))
+            start = b
+        out = melody.copy()
+        for t in out.tracks:
+            t.name = "melody"
+        out.tracks.append(track)
+        return labels, out

@@ -1,1 +1,0 @@
-"""Likelihood benchmarks in the literature's units: ``melodylm bench pianoroll|melody``."""

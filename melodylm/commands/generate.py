@@ -1,0 +1,96 @@
+"""``melodylm generate``: a seq2seq checkpoint + a condition -> MIDI (condition and generated part) + PNG + JSON.
+
+The condition is a MIDI file (its source part is picked and cleaned as in
+training) or, for a model conditioned on chords, chord symbols as text
+(``"C G Am F"``, ``--chord-beats`` quarter notes per chord). The decoding
+flags, constraints, the grammar mask and beam search are those of ``melodylm
+sample``. A chord-tagger checkpoint harmonises a melody file instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from melodylm.checkpoint import kind_of, load, resolve
+from melodylm.commands.sample import add_decoding_arguments, decode, decoding_settings
+from melodylm.data.midi import CleanOptions, Rejected, clean_score, read_score
+from melodylm.errors import UserError
+from melodylm.render import pianoroll_png, write_midi
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(s: argparse.ArgumentParser) -> None:
+    """The ``generate`` flags: the condition, the output, and the decoding flags of ``melodylm sample``."""
+    s.add_argument("--ckpt", required=True, help="seq2seq checkpoint file, or a run folder (its best, else last.ckpt)")
+    s.add_argument("--condition", required=True,
+                   help='a MIDI file (its source part), or chord symbols as text, e.g. "C G Am F" '
+                   "(for a chords -> melody model)")
+    s.add_argument("--chord-beats", type=float, default=4.0, help="quarter notes per text chord symbol (default 4)")
+    s.add_argument("--out", required=True, type=Path, help="output folder")
+    s.add_argument("--num", type=int, default=4, help="parts to generate for the condition, in one batch (default 4)")
+    s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files (default 0)")
+    add_decoding_arguments(s, max_tokens=1024, min_notes=1,
+                           bars_help="stop after this many bars (default: the condition's bars)")
+
+
+def _tagger_main(args, path: Path) -> int:
+    """``generate`` with a chord-tagger checkpoint: one harmonisation per melody (the tagger is deterministic)."""
+    tagger = load(path)
+    condition = Path(str(args.condition))
+    if not condition.is_file():
+        raise UserError(f"a chord tagger harmonises a melody: --condition must be a MIDI file ({condition} is not one)")
+    try:
+        melody, _ = clean_score(read_score(condition.read_bytes()),
+                                CleanOptions(min_notes=1, max_seconds=float("inf"), melody=True))
+    except Rejected as rej:
+        raise UserError(f"{condition}: {rej}") from rej
+    labels, score = tagger.harmonise(melody)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{condition.stem}-tagger-chords"
+    write_midi(score, stem.with_suffix(".mid"))
+    pianoroll_png(score, stem.with_suffix(".png"), title=f"{stem.name}  (bi-LSTM tagger)")
+    stem.with_suffix(".json").write_text(json.dumps({"midi": stem.with_suffix(".mid").name, "ckpt": str(args.ckpt),
+                                                     "condition": str(condition), "chord_per_beat": labels}, indent=1))
+    log.info("%s: %d beats, %d chord changes", stem.with_suffix(".mid").name, len(labels),
+             sum(a != b for a, b in zip(labels, labels[1:])))
+    return 0
+
+
+def main(args) -> int:
+    path = resolve(args.ckpt)
+    if kind_of(path) == "chord_tagger":
+        return _tagger_main(args, path)
+    gen = load(path, kinds=("seq2seq", "chord_tagger"))
+    source = gen.condition(args.condition, chord_beats=args.chord_beats)
+    lm = gen.bind(source)
+    settings = decoding_settings(args)
+    settings["bars"] = args.bars if args.bars is not None else gen.bars(source)
+    with torch.inference_mode():
+        samples = decode(lm, settings, beam=args.beam, length_penalty=args.length_penalty)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {**settings, "beam": args.beam, "condition": str(args.condition), "chord_beats": args.chord_beats,
+            "ckpt": str(args.ckpt)}
+    for i, s in enumerate(samples):
+        score = gen.combined_score(source, s.ids)
+        stem = out / f"{gen.source_name}2{gen.target_name}-{i:03d}"
+        write_midi(score, stem.with_suffix(".mid"))
+        pianoroll_png(score, stem.with_suffix(".png"), title=f"{stem.name}  seed={args.seed}")
+        row = {"midi": stem.with_suffix(".mid").name, "png": stem.with_suffix(".png").name, "index": i,
+               "settings": meta, "condition_tokens": len(source), "tokens": len(s.ids),
+               "notes": score.tracks[-1].note_num() if len(score.tracks) > 1 else 0,
+               "logprob": s.logprob, "stop_reason": s.stop_reason,
+               "invalid_token_rate": lm.invalid_token_rate(s.ids)}
+        stem.with_suffix(".json").write_text(json.dumps(row, indent=1))
+        log.info("%s  %3d notes  %4d tokens  log p = %7.1f nats  (%s)", row["midi"], row["notes"], row["tokens"],
+                 row["logprob"], row["stop_reason"])
+    log.info("wrote %d parts (MIDI with the condition and the generated part + piano-roll PNG + JSON) to %s",
+             len(samples), out)
+    return 0

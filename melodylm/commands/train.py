@@ -1,0 +1,36 @@
+"""``melodylm fit|validate|test``: Lightning's CLI over the model and data modules.
+
+Presets live in ``configs/`` (``configs/quickstart.yaml``, ``configs/lm/``,
+``configs/pianoroll/``, ``configs/seq2seq/``, ``configs/playlist/``); every
+Trainer flag works as LightningCLI defines it (``--trainer.devices``,
+``--trainer.num_nodes``, ``--trainer.strategy ddp``, ``--ckpt_path last``).
+wandb runs offline unless ``WANDB_MODE`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+
+SUBCOMMANDS = ("fit", "validate", "test")
+
+
+class MelodyCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        # The model's vocabulary is the data's tokenizer's: never configured twice.
+        parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
+
+
+def cli(args: list[str], run: bool = True) -> MelodyCLI:
+    """LightningCLI on ``args`` (a subcommand first when ``run``; without ``run``, only ``--config`` and overrides:
+    the model, data module and trainer are built and returned, not fitted)."""
+    os.environ.setdefault("WANDB_MODE", "offline")  # also when called without melodylm.cli.main
+    kwargs = dict(subclass_mode_model=True, subclass_mode_data=True, save_config_kwargs={"overwrite": True},
+                  parser_kwargs={"prog": "melodylm"})
+    if run:
+        sys.argv = ["melodylm", *args]  # LightningCLI reads the command line itself
+        return MelodyCLI(L.LightningModule, L.LightningDataModule, **kwargs)
+    return MelodyCLI(L.LightningModule, L.LightningDataModule, run=False, args=list(args), **kwargs)

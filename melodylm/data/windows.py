@@ -1,0 +1,198 @@
+"""Token arrays -> batches: windows, whole pieces and the samplers that order them (plain torch).
+
+Every piece is framed as ``[BOS] piece [EOS]``. Training serves fixed-length
+windows over each framed piece (the last window of a piece is padded; padding
+targets are ``IGNORE`` so they never reach the loss). Validation and test
+serve whole pieces, so ``val/nll_token`` is the exact per-token NLL of the
+held-out pieces, the same number ``melodylm score`` reports.
+
+With :class:`PieceStreams` as the batch sampler, training instead walks every
+piece window by window in one batch row, the model carrying its state from
+one window to the next (truncated backpropagation through time), so it learns
+from contexts as long as the pieces it is scored on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from melodylm.data import pianoroll as PR
+from melodylm.data.store import Pieces
+from melodylm.data.tokenizer import SpecialIds
+
+IGNORE = -100
+
+
+class WindowDataset(Dataset):
+    """Windows of ``seq_len`` input tokens (and their next-token targets) over framed pieces.
+
+    Window ``i`` is ``index[i] = (piece, start)``; a piece's windows follow each other without gap or
+    overlap, so feeding them in order with the state carried is feeding the whole piece. With ``carry``
+    an item is ``(x, y, fresh)``, ``fresh`` true on a piece's first window (the state starts from zero
+    there), for :class:`PieceStreams`.
+    """
+
+    def __init__(self, pieces: Pieces, seq_len: int, ids: SpecialIds, carry: bool = False):
+        self.pieces, self.seq_len, self.ids, self.carry = pieces, seq_len, ids, carry
+        framed = pieces.lengths() + 2
+        self.index = [(p, start) for p, n in enumerate(framed) for start in range(0, max(n - 1, 1), seq_len)]
+        self.visits: dict[int, int] = {}  # piece -> times PieceStreams has dealt it
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        x, y = self.window(i)
+        return (x, y, torch.tensor(self.index[i][1] == 0)) if self.carry else (x, y)
+
+    def window(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of window ``i``."""
+        p, start = self.index[i]
+        framed = np.concatenate([[self.ids.bos], self.pieces[p], [self.ids.eos]])
+        chunk = framed[start : start + self.seq_len + 1]
+        x = np.full(self.seq_len, self.ids.pad, dtype=np.int64)
+        y = np.full(self.seq_len, IGNORE, dtype=np.int64)
+        x[: len(chunk) - 1] = chunk[:-1]
+        y[: len(chunk) - 1] = chunk[1:]
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class PieceStreams(torch.utils.data.Sampler):
+    """Batches for training with a carried state: row ``b`` of each batch continues row ``b`` of the one before.
+
+    Each of the ``batch_size`` rows walks one piece window by window; when its piece ends it takes the next
+    piece from a shuffled round of all pieces (a new round is shuffled when one runs out). An epoch is
+    ``ceil(windows / batch_size)`` batches, about one round, and the rows carry on across epochs. The
+    windows (built with ``carry``) say which rows start a piece: there the model starts from the zero state,
+    as it does when scoring a piece whole. ``windows.visits[p]`` counts the times piece ``p`` was dealt, so
+    per-piece randomness (a transposition) stays fixed while a row walks it.
+    """
+
+    def __init__(self, windows: WindowDataset, batch_size: int, seed: int = 0):
+        if not windows.carry:
+            raise ValueError("PieceStreams needs a WindowDataset built with carry=True")
+        self.windows, self.seed = windows, seed
+        self.by_piece: dict[int, list[int]] = {}
+        for i, (p, _) in enumerate(windows.index):
+            self.by_piece.setdefault(p, []).append(i)
+        self.rows: list[list[int]] = [[] for _ in range(batch_size)]  # windows still to come, per row
+        self.round: list[int] = []  # pieces not dealt yet in this round
+        self.rounds = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.windows) // len(self.rows))
+
+    def _deal(self) -> int:
+        if not self.round:
+            self.round = np.random.default_rng((self.seed, self.rounds)).permutation(sorted(self.by_piece)).tolist()
+            self.rounds += 1
+        p = self.round.pop()
+        self.windows.visits[p] = self.windows.visits.get(p, 0) + 1
+        return p
+
+    def __iter__(self):
+        for _ in range(len(self)):
+            for row in self.rows:
+                if not row:
+                    row.extend(self.by_piece[self._deal()])
+            yield [row.pop(0) for row in self.rows]
+
+
+class PieceDataset(Dataset):
+    """Whole framed pieces, for exact held-out likelihoods."""
+
+    def __init__(self, pieces: Pieces, ids: SpecialIds):
+        self.pieces, self.ids = pieces, ids
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate([[self.ids.bos], self.pieces[i], [self.ids.eos]]).astype(np.int64))
+
+
+def pad_pieces(batch: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Framed pieces -> inputs ``(batch, time)`` padded with ``pad_id``, targets padded with IGNORE."""
+    width = max(len(s) for s in batch) - 1
+    x = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    y = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    for i, s in enumerate(batch):
+        x[i, : len(s) - 1] = s[:-1]
+        y[i, : len(s) - 1] = s[1:]
+    return x, y
+
+
+class LengthSortedBatches(torch.utils.data.Sampler):
+    """Batches of pieces of similar length (less padding), in a fixed order."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int):
+        order = np.argsort(lengths, kind="stable")
+        self.batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+# --- piano-roll frame tokens -------------------------------------------------------------------------
+
+
+class RollSpecial:
+    """The special token ids of the frame-token encodings (as :class:`SpecialIds` names them)."""
+
+    pad, bos, eos = PR.PAD, PR.BOS, PR.EOS
+
+
+class RollPieces:
+    """Frame-token pieces in memory, with the interface of :class:`melodylm.data.store.Pieces` (no EOS: framing adds it)."""
+
+    def __init__(self, rolls: list[np.ndarray], encoding: PR.Encoding = PR.ENCODINGS["keys"]):
+        self.encoding = encoding
+        self.ids = [np.asarray(encoding.encode(r)[:-1], dtype=np.int64) for r in rolls]
+        self.frames = np.array([len(r) for r in rolls], dtype=np.int64)
+        active = [np.flatnonzero(r.any(0)) for r in rolls]
+        self.low = np.array([a.min() if len(a) else 0 for a in active])  # lowest / highest key used
+        self.high = np.array([a.max() if len(a) else PR.KEYS - 1 for a in active])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.ids[i]
+
+    def lengths(self) -> np.ndarray:
+        return np.array([len(p) for p in self.ids], dtype=np.int64)
+
+
+class TransposedWindows(WindowDataset):
+    """Training windows, each moved by a random shift in ``shifts`` that keeps its piece on the 88 keys.
+
+    The encoding's key tokens (ON, or OFF in the ``changes`` encoding, each block 88 wide) move by the shift to
+    the same kind of token on the shifted key; the others (``FRAME``, ``HOLD``) stay. With ``carry`` (training
+    with a carried state) the windows of a piece share one shift each time it is dealt.
+    """
+
+    def __init__(self, pieces: RollPieces, seq_len: int, shifts: tuple[int, int], carry: bool = False):
+        super().__init__(pieces, seq_len, RollSpecial, carry)
+        self.shifts = shifts
+
+    def window(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = super().window(i)
+        p = self.index[i][0]
+        low = max(self.shifts[0], -int(self.pieces.low[p]))
+        high = min(self.shifts[1], PR.KEYS - 1 - int(self.pieces.high[p]))
+        if high <= low:
+            shift = 0
+        elif self.carry:  # one shift per visit of the piece: its windows continue each other
+            shift = int(np.random.default_rng((p, self.visits.get(p, 0))).integers(low, high + 1))
+        else:
+            shift = int(torch.randint(low, high + 1, ()))
+        if shift:
+            key_end = self.pieces.encoding.key_end
+            x = torch.where((x >= PR.FIRST_KEY) & (x < key_end), x + shift, x)
+            y = torch.where((y >= PR.FIRST_KEY) & (y < key_end), y + shift, y)
+        return x, y

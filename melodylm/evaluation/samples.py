@@ -1,0 +1,130 @@
+"""``melodylm evaluate samples``: music metrics of generated MIDI files against a reference folder.
+
+Every .mid/.midi file under both folders (recursively) is read in an isolated
+worker process with a timeout, as in ``prepare``, so a file that crashes or
+hangs the parser costs that file only; unreadable files are listed, never
+dropped silently. The table shows each feature's mean per set with MGEval's
+overlapping area (OA, higher is closer) and KL divergence (nats, lower is
+closer); see :mod:`melodylm.evaluation.music`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+from pebble import ProcessPool
+
+from melodylm.data.midi import MIDI_SUFFIXES, Rejected, read_score
+from melodylm.errors import UserError
+from melodylm.evaluation.music import FEATURE_UNITS, NOTE_LENGTH_HIST, compare_sets, invalid_token_rate, piece_metrics
+from melodylm.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+def midi_files(folder: Path, role: str, max_files: int | None = None, split: str | None = None) -> list[Path]:
+    """The .mid/.midi files under ``folder`` in sorted order; at most ``max_files``, evenly spaced.
+
+    ``folder`` may also be a ``manifest.jsonl`` written by ``melodylm prepare``
+    (its files, only those of ``split`` if given). ``role`` ("samples",
+    "reference") names the folder in error messages.
+    """
+    if not folder.exists():
+        raise UserError(f"{role} folder {folder} does not exist")
+    if folder.is_file() and folder.suffix == ".jsonl":
+        rows = [json.loads(line) for line in folder.read_text().splitlines() if line.strip()]
+        files = sorted(Path(r["path"]) for r in rows if split is None or r.get("split") == split)
+    elif not folder.is_dir():
+        raise UserError(f"{role} path {folder} is not a folder or a manifest.jsonl")
+    else:
+        files = sorted(p for p in folder.rglob("*")
+                       if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise UserError(f"no MIDI files ({', '.join(MIDI_SUFFIXES)}) under {role} folder {folder}")
+    if max_files is not None and max_files < 1:
+        raise UserError(f"--max-files must be at least 1, got {max_files}")
+    if max_files is not None and len(files) > max_files:
+        picks = np.linspace(0, len(files) - 1, max_files).round().astype(int)  # distinct: max_files < len(files)
+        files = [files[i] for i in picks]
+    return files
+
+
+def file_metrics(path: str) -> dict:
+    """piece_metrics of one file, or {"error": reason}; runs in a worker process."""
+    try:
+        return piece_metrics(read_score(Path(path).read_bytes()))
+    except (Rejected, OSError) as err:
+        return {"error": str(err)}
+
+
+def read_set(files: list[Path], role: str, workers: int = 2, timeout: float = 60.0) -> tuple[list[dict], list[dict]]:
+    """([{"path", **piece_metrics}] of every readable file, [{"path", "reason"}] of the skipped ones), in file order."""
+    pieces, skipped = [], []
+    with ProcessPool(max_workers=max(1, workers)) as pool, progress_bar() as bar:
+        task = bar.add_task(f"metrics: {role}", total=len(files))
+        futures = [(p, pool.schedule(file_metrics, args=(str(p),), timeout=timeout)) for p in files]
+        for path, future in futures:
+            try:
+                result = future.result()
+            except TimeoutError:
+                result = {"error": f"timed out after {timeout:g} s"}
+            except Exception as err:  # pebble.ProcessExpired (the worker died) or a bug on a strange file
+                result = {"error": f"{type(err).__name__}: {err}"}
+            if "error" in result:
+                skipped.append({"path": str(path), "reason": result["error"]})
+            else:
+                pieces.append({"path": str(path), **result})
+            bar.advance(task)
+    for s in skipped:
+        log.warning("skipped %s file %s: %s", role, s["path"], s["reason"])
+    if not pieces:
+        raise UserError(f"none of the {len(files)} {role} MIDI files could be read (reasons above)")
+    return pieces, skipped
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def format_table(features: dict[str, dict]) -> str:
+    """Plain-text table of :func:`melodylm.evaluation.music.compare_sets` output: means, OA and KL per feature."""
+    lines = [f"{'feature':<20} {'unit':<10} {'generated':>10} {'reference':>10} {'OA':>7} {'KL':>7}"]
+    for key, row in features.items():
+        unit = FEATURE_UNITS.get(key, "12 bins")
+        gen, ref = (("(hist)", "(hist)") if key == NOTE_LENGTH_HIST
+                    else (_fmt(row["generated_mean"]), _fmt(row["reference_mean"])))
+        lines.append(f"{key:<20} {unit:<10} {gen:>10} {ref:>10} {_fmt(row['oa']):>7} {_fmt(row['kl']):>7}")
+    return "\n".join(lines)
+
+
+def json_safe(value):
+    """NaN -> None, recursively, so the file is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def evaluate(samples: Path, reference: Path, max_files: int | None = None, workers: int = 2,
+             timeout: float = 60.0, split: str | None = None) -> dict:
+    """Everything ``melodylm evaluate`` reports, as one JSON-ready dict (NaN where undefined)."""
+    gen_files = midi_files(samples, "samples", max_files)
+    ref_files = midi_files(reference, "reference", max_files, split=split)
+    gen, gen_skipped = read_set(gen_files, "samples", workers, timeout)
+    ref, ref_skipped = read_set(ref_files, "reference", workers, timeout)
+    rate, rate_files = invalid_token_rate(gen_files)
+    return {
+        "samples": {"dir": str(samples), "files": len(gen_files), "pieces": len(gen), "skipped": gen_skipped},
+        "reference": {"dir": str(reference), "files": len(ref_files), "pieces": len(ref), "skipped": ref_skipped},
+        "units": {**FEATURE_UNITS, NOTE_LENGTH_HIST: "share of notes per length class", "kl": "nats"},
+        "features": compare_sets(gen, ref),
+        "invalid_token_rate": {"mean": rate, "sidecars": rate_files},
+        "per_file": {"samples": gen, "reference": ref},
+    }

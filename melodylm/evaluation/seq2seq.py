@@ -1,0 +1,220 @@
+"""The seq2seq numbers in docs/seq2seq.md, each from one command over the fixed test split.
+
+    melodylm evaluate seq2seq nll --ckpt checkpoints/seq2seq-chords2melody --lm checkpoints/seq2seq-lm-melody
+    melodylm evaluate seq2seq harmony --ckpt checkpoints/seq2seq-melody2chords --tagger checkpoints/seq2seq-tagger
+    melodylm evaluate seq2seq chordtones --ckpt checkpoints/seq2seq-chords2melody --lm checkpoints/seq2seq-lm-melody
+
+- ``nll``: test NLL (nats per target token, EOS included) of the target given
+  the condition, scored by the decoding core, beside an unconditional LM on the
+  same test targets.
+- ``harmony``: chord accuracy per beat (quarter note) of melody -> chords,
+  for the seq2seq model (greedy decoding), the beat tagger, and the
+  most-frequent chord of the training split.
+- ``chordtones``: for chords -> melody, the share of melody notes with an
+  onset on a strong beat (the bar's first beat, and its middle in 4/4, 6/8,
+  12/8) whose pitch class sounds in the chord part at that moment (notes where
+  no chord sounds are not counted), for real and generated melodies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import numpy as np
+import torch
+
+from melodylm.api.seq2seq import ConditionalGenerator
+from melodylm.checkpoint import load
+from melodylm.data.beats import num_beats
+from melodylm.data.chords import beat_labels, sounding_pitch_classes
+from melodylm.data.pairs import Pair, PairSettings, build_pairs
+from melodylm.data.tokenizer import SpecialIds, fingerprint
+from melodylm.decoding.core import Decoder
+from melodylm.errors import UserError
+from melodylm.models.components.seq2seq import ConditionedLM
+from melodylm.progress import progress_bar
+
+log = logging.getLogger("melodylm")
+
+
+def test_pairs(gen: ConditionalGenerator, cache_dir: str = "datasets/seq2seq", root: str | None = None,
+               split: str = "test", limit: int | None = None) -> list[Pair]:
+    """The checkpoint's pairs of ``split`` (same settings, so the same tunes), optionally its first ``limit``."""
+    fields = dict(gen.pairs)
+    if root is not None:
+        fields["root"] = root
+    fields["pitch_range"] = tuple(fields.get("pitch_range", (21, 109)))
+    pairs, _ = build_pairs(PairSettings(**fields), cache_dir)
+    chosen = [p for p in pairs if p.split == split]
+    return chosen[:limit] if limit else chosen
+
+
+# --- NLL ------------------------------------------------------------------------------------------------
+
+
+def seq2seq_nll(gen: ConditionalGenerator, pairs: list[Pair], batch: int = 8) -> tuple[float, int]:
+    """Total NLL (nats) of every target ``[*target, EOS]`` given its condition, and the token count."""
+    special = SpecialIds(gen.tokenizer)
+    total, count = 0.0, 0
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].target) + len(pairs[i].source))
+    with torch.inference_mode():
+        for b in range(0, len(order), batch):
+            chunk = [pairs[i] for i in order[b : b + batch]]
+            cond = ConditionedLM.from_ids(gen.model, [p.source.tolist() for p in chunk], special.pad)
+            decoder = Decoder(cond, special.bos, special.eos, special.pad)
+            for lp in decoder.token_logprobs([p.target.tolist() for p in chunk]):
+                total -= float(lp.sum())
+                count += len(lp)
+    return total, count
+
+
+def lm_nll(lm, pairs: list[Pair], batch: int = 8) -> tuple[float, int]:
+    """Total NLL (nats) of the same targets under an unconditional language model, and the token count."""
+    total, count = 0.0, 0
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].target))
+    for b in range(0, len(order), batch):
+        for lp in lm.decoder.token_logprobs([pairs[i].target.tolist() for i in order[b : b + batch]]):
+            total -= float(lp.sum())
+            count += len(lp)
+    return total, count
+
+
+def load_lm_for(gen: ConditionalGenerator, path: str):
+    """The unconditional LM at ``path``, refused unless it shares the seq2seq model's tokenizer."""
+    lm = load(path, kinds=("language_model",))
+    if fingerprint(lm.tokenizer) != fingerprint(gen.tokenizer):
+        raise UserError(f"{path} uses another tokenizer than the seq2seq checkpoint: NLLs would not compare")
+    return lm
+
+
+def run_nll(args) -> dict:
+    gen = load(args.ckpt, kinds=("seq2seq",))
+    pairs = test_pairs(gen, args.cache_dir, args.root, limit=args.limit)
+    s_total, s_count = seq2seq_nll(gen, pairs)
+    out = {"task": f"{gen.source_name} -> {gen.target_name}", "pairs": len(pairs), "tokens": s_count,
+           "seq2seq_nll_token": s_total / s_count}
+    if args.lm:
+        l_total, l_count = lm_nll(load_lm_for(gen, args.lm), pairs)
+        assert l_count == s_count
+        out["lm_nll_token"] = l_total / l_count
+    return out
+
+
+# --- harmonisation ----------------------------------------------------------------------------------------
+
+
+def accuracy(pred: list[str], real: list[str]) -> tuple[int, int, int, int]:
+    """Right and total beats, and the same over beats where a chord really sounds (not ``N``)."""
+    right = sum(p == r for p, r in zip(pred, real))
+    chord = [(p, r) for p, r in zip(pred, real) if r != "N"]
+    return right, len(real), sum(p == r for p, r in chord), len(chord)
+
+
+def run_harmony(args) -> dict:
+    gen = load(args.ckpt, kinds=("seq2seq",))
+    if gen.pairs.get("melody") != "source":
+        raise UserError("harmony needs a melody -> chords checkpoint")
+    tok = gen.tokenizer
+    train = test_pairs(gen, args.cache_dir, args.root, split="train")
+    counts = Counter()
+    for p in train:
+        melody, chords = tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()])
+        counts.update(x for x in beat_labels(chords, num_beats(melody, chords)) if x != "N")
+    most_frequent = counts.most_common(1)[0][0]
+    tagger = load(args.tagger, kinds=("chord_tagger",)) if args.tagger else None
+    pairs = test_pairs(gen, args.cache_dir, args.root, limit=args.limit)
+    tallies = {k: np.zeros(4, dtype=np.int64) for k in ("seq2seq", "tagger", "most_frequent")}
+    generated = {}
+    with progress_bar() as bar:  # greedy chords for a batch of melodies per decoder call
+        task = bar.add_task("harmonising test melodies", total=len(pairs))
+        for chunk in _batches(pairs, args.batch):
+            lm = gen.bind_many([p.source for p in chunk])
+            budget = max(2 * len(p.target) for p in chunk) + 64
+            for p, sample in zip(chunk, lm.sample(num=len(chunk), greedy=True, max_tokens=budget)):
+                generated[p.name] = sample.ids
+            bar.advance(task, len(chunk))
+    for p in pairs:
+        melody, chords = tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()])
+        beats = num_beats(melody, chords)  # the generated part is read on the real tune's beats
+        real = beat_labels(chords, beats)
+        ids = generated[p.name]
+        pred = beat_labels(tok.decode([ids]), beats) if ids else ["N"] * beats
+        tallies["seq2seq"] += accuracy(pred, real)
+        tallies["most_frequent"] += accuracy([most_frequent] * beats, real)
+        if tagger is not None:
+            tallies["tagger"] += accuracy(tagger.label_beats(melody, beats), real)
+    out = {"pairs": len(pairs), "beats": int(tallies["seq2seq"][1]), "chord_beats": int(tallies["seq2seq"][3]),
+           "most_frequent_chord": most_frequent}
+    for k, (r, n, rc, nc) in tallies.items():
+        if n:
+            out[k] = {"accuracy": r / n, "accuracy_chord_beats": rc / nc if nc else float("nan")}
+    return out
+
+
+# --- chord tones on strong beats -------------------------------------------------------------------------
+
+
+def strong_beat_ticks(score) -> set[int]:
+    """Ticks of strong beats: every bar's first beat, and its middle in 4/4, 6/8, 12/8 (and 4/2, 6/4, ...)."""
+    if not len(score.time_signatures):
+        return set()
+    downbeats = np.asarray(score.get_downbeats(), dtype=np.int64)
+    sigs = sorted((int(ts.time), ts.numerator, ts.denominator) for ts in score.time_signatures)
+    tpq = score.ticks_per_quarter
+    out = set()
+    for d in downbeats:
+        active = [s for s in sigs if s[0] <= d]
+        num, den = (active[-1][1], active[-1][2]) if active else (4, 4)
+        out.add(int(d))
+        if num in (4, 6, 12):
+            out.add(int(d + num * tpq * 4 // den // 2))
+    return out
+
+
+def chord_tone_counts(melody, chords) -> tuple[int, int]:
+    """(strong-beat melody notes that are tones of the sounding chord, strong-beat notes with a chord sounding)."""
+    strong = strong_beat_ticks(chords if len(chords.time_signatures) else melody)
+    notes = [(int(t), int(p)) for tr in melody.tracks for t, p in zip(tr.notes.numpy()["time"], tr.notes.numpy()["pitch"])
+             if int(t) in strong]
+    if not notes:
+        return 0, 0
+    sounding = sounding_pitch_classes(chords, np.array([t for t, _ in notes], dtype=np.int64))
+    hits = [p % 12 in pcs for (_, p), (pcs, _) in zip(notes, sounding) if pcs]
+    return sum(hits), len(hits)
+
+
+def run_chordtones(args) -> dict:
+    gen = load(args.ckpt, kinds=("seq2seq",))
+    if gen.pairs.get("melody") != "target":
+        raise UserError("chordtones needs a chords -> melody checkpoint")
+    tok = gen.tokenizer
+    lm = load_lm_for(gen, args.lm) if args.lm else None
+    pairs = test_pairs(gen, args.cache_dir, args.root, limit=args.limit)
+    tallies = {k: np.zeros(2, dtype=np.int64) for k in ("real", "seq2seq", "lm")}
+    with progress_bar() as bar:  # one melody per test chord part, a batch of chord parts per decoder call
+        task = bar.add_task("melodies for test chord parts", total=len(pairs))
+        for b, chunk in enumerate(_batches(pairs, args.batch)):
+            settings = dict(num=len(chunk), seed=args.seed + b, top_p=args.top_p,
+                            max_tokens=max(2 * len(p.target) for p in chunk) + 64)
+            ours = gen.bind_many([p.source for p in chunk]).sample(**settings)
+            theirs = lm.sample(**settings) if lm is not None else [None] * len(chunk)
+            for p, s, u in zip(chunk, ours, theirs):
+                chords, melody = tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()])
+                tallies["real"] += chord_tone_counts(melody, chords)
+                if s.ids:  # notes past the end of the chord part have no chord and are not counted
+                    tallies["seq2seq"] += chord_tone_counts(tok.decode([s.ids]), chords)
+                if u is not None and u.ids:
+                    tallies["lm"] += chord_tone_counts(tok.decode([u.ids]), chords)
+            bar.advance(task, len(chunk))
+    out = {"pairs": len(pairs), "top_p": args.top_p, "seed": args.seed}
+    for k, (hit, n) in tallies.items():
+        if n:
+            out[k] = {"chord_tone_share": hit / n, "strong_beat_notes": int(n)}
+    return out
+
+
+def _batches(pairs: list[Pair], size: int) -> list[list[Pair]]:
+    """Pairs in batches of similar condition length (less padding in the encoder memory)."""
+    order = sorted(pairs, key=lambda p: len(p.source))
+    return [order[i : i + size] for i in range(0, len(order), size)]
