@@ -114,15 +114,7 @@ class MusicLM:
             procs.append(pitch_filters[0] if len(pitch_filters) == 1 else pitch_filters[0] & pitch_filters[1])
         if monophonic:
             procs.append(C.Monophonic(self.tokenizer))
-        if repetition_penalty != 1.0:
-            procs.append(P.RepetitionPenalty(repetition_penalty))
-        if sampling:
-            procs.append(P.Temperature(temperature))
-            if top_k:
-                procs.append(P.TopK(top_k))
-            if top_p < 1.0:
-                procs.append(P.TopP(top_p))
-        return procs
+        return procs + P.sampling_shape(temperature, top_k, top_p, repetition_penalty, sampling)
 
     def sample(
         self,

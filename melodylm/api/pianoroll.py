@@ -84,18 +84,8 @@ class PianoRollLM:
         if refused:
             raise UserError(f"a piano-roll model does not take {', '.join(refused)} "
                             "(it samples frame tokens: use --max-tokens, --temperature, --top-k, --top-p)")
-        procs = []
-        if min_notes > 0:
-            procs.append(P.MinNotes(min_notes, PR.EOS, self.keys_per_id))
-        if repetition_penalty != 1.0:
-            procs.append(P.RepetitionPenalty(repetition_penalty))
-        if sampling:
-            procs.append(P.Temperature(temperature))
-            if top_k:
-                procs.append(P.TopK(top_k))
-            if top_p < 1.0:
-                procs.append(P.TopP(top_p))
-        return procs
+        procs = [P.MinNotes(min_notes, PR.EOS, self.keys_per_id)] if min_notes > 0 else []
+        return procs + P.sampling_shape(temperature, top_k, top_p, repetition_penalty, sampling)
 
     # --- tokens <-> music ----------------------------------------------------------------------------
 

@@ -49,7 +49,20 @@ from melodylm.data.windows import (
 from melodylm.errors import UserError
 
 
-class TokenDataModule(L.LightningDataModule):
+class HeldOutSplits(L.LightningDataModule):
+    """The validation and test loaders every data module serves through its ``_eval_loader(split)``."""
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        raise NotImplementedError
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+
+class TokenDataModule(HeldOutSplits):
     """Serves a folder written by ``melodylm prepare``.
 
     Args:
@@ -109,14 +122,9 @@ class TokenDataModule(L.LightningDataModule):
             num_workers=self.hparams.num_workers,
         )
 
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
 
 
-class PairDataModule(L.LightningDataModule):
+class PairDataModule(HeldOutSplits):
     """Serves (condition, target) pairs for a seq2seq model, or only the targets for an LM baseline.
 
     Args:
@@ -195,14 +203,9 @@ class PairDataModule(L.LightningDataModule):
         return DataLoader(PairDataset(pairs, self.special), collate_fn=self._collate(),
                           batch_sampler=LengthSortedBatches(lengths, self.hparams.eval_batch_size))
 
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
 
 
-class BeatDataModule(L.LightningDataModule):
+class BeatDataModule(HeldOutSplits):
     """Melody features and chord labels per beat, from the same pairs (and split) as the seq2seq models.
 
     ``source``/``target`` name the melody and chord parts (folders or track
@@ -257,14 +260,9 @@ class BeatDataModule(L.LightningDataModule):
                           batch_sampler=LengthSortedBatches(np.array([len(f) for f, _ in items]),
                                                             self.hparams.eval_batch_size))
 
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
 
 
-class RollDataModule(L.LightningDataModule):
+class RollDataModule(HeldOutSplits):
     """Serves the three splits of a Boulanger-Lewandowski piano-roll ``.mat`` file as frame tokens.
 
     Args:
@@ -330,20 +328,15 @@ class RollDataModule(L.LightningDataModule):
             return DataLoader(windows, batch_sampler=PieceStreams(windows, hp.batch_size, hp.seed))
         return DataLoader(windows, batch_size=hp.batch_size, shuffle=True)
 
-    def _eval(self, split: str) -> DataLoader:
+    def _eval_loader(self, split: str) -> DataLoader:
         pieces = self.pieces[split]
         return DataLoader(PieceDataset(pieces, RollSpecial),
                           batch_sampler=LengthSortedBatches(pieces.lengths(), self.hparams.eval_batch_size),
                           collate_fn=partial(pad_pieces, pad_id=PR.PAD))
 
-    def val_dataloader(self) -> DataLoader:
-        return self._eval("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval("test")
 
 
-class PlaylistDataModule(L.LightningDataModule):
+class PlaylistDataModule(HeldOutSplits):
     """Playlists JSONL (+ optional catalog JSONL, + optional song embeddings ``.npz``).
 
     With ``embeddings``, every catalog track must have a vector (tracks whose
@@ -395,8 +388,5 @@ class PlaylistDataModule(L.LightningDataModule):
     def train_dataloader(self):
         return self._loader("train", True)
 
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("test", False)
+    def _eval_loader(self, split: str) -> DataLoader:
+        return self._loader(split, False)

@@ -96,3 +96,19 @@ class RepetitionPenalty:
         seen = logits.gather(1, recent)
         seen = torch.where(seen > 0, seen / self.penalty, seen * self.penalty)
         return logits.scatter(1, recent, seen)
+
+
+def sampling_shape(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                   repetition_penalty: float = 1.0, sampling: bool = True) -> list:
+    """The processors that shape a distribution for sampling, after any constraint: the repetition penalty,
+    then (when ``sampling``; greedy and beam search leave them out) temperature, top-k and top-p."""
+    procs: list = []
+    if repetition_penalty != 1.0:
+        procs.append(RepetitionPenalty(repetition_penalty))
+    if sampling:
+        procs.append(Temperature(temperature))
+        if top_k:
+            procs.append(TopK(top_k))
+        if top_p < 1.0:
+            procs.append(TopP(top_p))
+    return procs
