@@ -71,6 +71,10 @@ class TokenDataModule(HeldOutSplits):
         batch_size: training windows per batch.
         eval_batch_size: whole pieces per validation/test batch.
         num_workers: DataLoader worker processes (0 = load in the main process).
+        carry_state: walk each training piece window by window in one batch row, the LSTM state carried from
+            window to window (:class:`~melodylm.data.windows.PieceStreams`), so training sees the contexts
+            whole pieces are scored and sampled with; off: shuffled windows, each from the zero state.
+        seed: the carried streams' shuffling seed.
     """
 
     def __init__(
@@ -80,6 +84,8 @@ class TokenDataModule(HeldOutSplits):
         batch_size: int = 32,
         eval_batch_size: int = 16,
         num_workers: int = 0,
+        carry_state: bool = False,
+        seed: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -105,11 +111,12 @@ class TokenDataModule(HeldOutSplits):
             raise UserError(f"{self.root} has no training pieces")
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            WindowDataset(self.splits["train"], self.hparams.seq_len, self.special),
-            batch_size=self.hparams.batch_size, shuffle=True, drop_last=False,
-            num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
-        )
+        hp = self.hparams
+        windows = WindowDataset(self.splits["train"], hp.seq_len, self.special, carry=hp.carry_state)
+        workers = dict(num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
+        if hp.carry_state:
+            return DataLoader(windows, batch_sampler=PieceStreams(windows, hp.batch_size, hp.seed), **workers)
+        return DataLoader(windows, batch_size=hp.batch_size, shuffle=True, drop_last=False, **workers)
 
     def _eval_loader(self, split: str) -> DataLoader:
         pieces = self.splits[split]
