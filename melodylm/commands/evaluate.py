@@ -62,6 +62,10 @@ def _add_samples_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of reference MIDI files (searched recursively), or a prepare manifest.jsonl")
     parser.add_argument("--split", default=None, choices=["train", "val", "test"],
                         help="with a manifest: only the files of this split (e.g. the held-out test tunes)")
+    parser.add_argument("--training", type=Path, default=None, metavar="DIR|MANIFEST",
+                        help="training pieces to check copying against: the share of pieces holding a run of "
+                        f"{samples.COPY_RUN} melody pitches (in any key) found in one (default: the train split of "
+                        "--reference when it is a manifest)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT",
                         help="also write every number, per-file metrics included, to this JSON file")
     parser.add_argument("--max-files", type=int, default=None, metavar="N",
@@ -74,11 +78,17 @@ def _add_samples_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def samples_main(args) -> int:
-    report = samples.evaluate(args.samples, args.reference, args.max_files, args.workers, args.timeout, args.split)
+    report = samples.evaluate(args.samples, args.reference, args.max_files, args.workers, args.timeout, args.split,
+                              training=args.training)
     s, r = report["samples"], report["reference"]
     print(f"generated: {s['pieces']} pieces from {s['dir']} ({len(s['skipped'])} skipped); "
           f"reference: {r['pieces']} pieces from {r['dir']} ({len(r['skipped'])} skipped)")
     print(samples.format_table(report["features"]))
+    copied = report["copying"]
+    if copied is not None:
+        print(f"copying: {copied['samples']['copying']} of {copied['samples']['pieces']} samples and "
+              f"{copied['reference']['copying']} of {copied['reference']['pieces']} reference pieces hold a run of "
+              f"{copied['run']} melody pitches (any key) found in one of {copied['training_pieces']} training pieces")
     rate = report["invalid_token_rate"]
     if rate["mean"] is None:
         print("invalid_token_rate: absent (no sample sidecar JSON carries it)")

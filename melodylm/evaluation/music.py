@@ -307,6 +307,31 @@ def compare_sets(generated: list[dict], reference: list[dict]) -> dict[str, dict
     return out
 
 
+# --- copying ----------------------------------------------------------------------------
+
+COPY_RUN = 16  # a sample "copies" when this many consecutive melody pitches stand in a training piece
+
+
+def melody_line(score: Score) -> np.ndarray:
+    """The pitches of the highest note at each onset (all tracks), in time order: the melody a listener follows."""
+    notes = _notes(score)  # sorted by onset, then pitch: the highest of an onset is its last
+    time = notes["time"]
+    last = np.ones(len(time), dtype=bool)
+    last[:-1] = time[1:] != time[:-1]
+    return notes["pitch"][last]
+
+
+def interval_runs(pitches: np.ndarray, run: int = COPY_RUN) -> set[bytes]:
+    """Every run of ``run`` consecutive pitches, as its ``run - 1`` intervals: the same run in any key."""
+    steps = np.diff(np.asarray(pitches, dtype=np.int64)).astype(np.int8)
+    return {steps[i : i + run - 1].tobytes() for i in range(len(steps) - run + 2)}
+
+
+def copies(pitches: np.ndarray, training_runs: set[bytes], run: int = COPY_RUN) -> bool:
+    """Whether some run of ``run`` consecutive pitches of ``pitches`` stands, in some key, in a training piece."""
+    return not interval_runs(pitches, run).isdisjoint(training_runs)
+
+
 # --- sample sidecars -----------------------------------------------------------------
 
 

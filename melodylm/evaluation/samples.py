@@ -20,7 +20,8 @@ from pebble import ProcessPool
 
 from melodylm.data.midi import MIDI_SUFFIXES, Rejected, read_score
 from melodylm.errors import UserError
-from melodylm.evaluation.music import FEATURE_UNITS, NOTE_LENGTH_HIST, compare_sets, invalid_token_rate, piece_metrics
+from melodylm.evaluation.music import (COPY_RUN, FEATURE_UNITS, NOTE_LENGTH_HIST, compare_sets, copies,
+                                       interval_runs, invalid_token_rate, melody_line, piece_metrics)
 from melodylm.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -54,19 +55,30 @@ def midi_files(folder: Path, role: str, max_files: int | None = None, split: str
 
 
 def file_metrics(path: str) -> dict:
-    """piece_metrics of one file, or {"error": reason}; runs in a worker process."""
+    """piece_metrics of one file and its melody line, or {"error": reason}; runs in a worker process."""
     try:
-        return piece_metrics(read_score(Path(path).read_bytes()))
+        score = read_score(Path(path).read_bytes())
+        return {**piece_metrics(score), "melody": melody_line(score).tolist()}
     except (Rejected, OSError) as err:
         return {"error": str(err)}
 
 
-def read_set(files: list[Path], role: str, workers: int = 2, timeout: float = 60.0) -> tuple[list[dict], list[dict]]:
-    """([{"path", **piece_metrics}] of every readable file, [{"path", "reason"}] of the skipped ones), in file order."""
+def file_melody(path: str) -> dict:
+    """The melody line of one file, or {"error": reason}; runs in a worker process."""
+    try:
+        return {"melody": melody_line(read_score(Path(path).read_bytes())).tolist()}
+    except (Rejected, OSError) as err:
+        return {"error": str(err)}
+
+
+def read_set(files: list[Path], role: str, workers: int = 2, timeout: float = 60.0,
+             measure=file_metrics) -> tuple[list[dict], list[dict]]:
+    """([{"path", **measure(path)}] of every readable file, [{"path", "reason"}] of the skipped ones), in file
+    order; ``measure`` (:func:`file_metrics` or :func:`file_melody`) runs in worker processes with a timeout."""
     pieces, skipped = [], []
     with ProcessPool(max_workers=max(1, workers)) as pool, progress_bar() as bar:
-        task = bar.add_task(f"metrics: {role}", total=len(files))
-        futures = [(p, pool.schedule(file_metrics, args=(str(p),), timeout=timeout)) for p in files]
+        task = bar.add_task(f"{'metrics' if measure is file_metrics else 'melodies'}: {role}", total=len(files))
+        futures = [(p, pool.schedule(measure, args=(str(p),), timeout=timeout)) for p in files]
         for path, future in futures:
             try:
                 result = future.result()
@@ -112,19 +124,45 @@ def json_safe(value):
     return value
 
 
+def copying(sets: dict[str, list[dict]], training: list[dict], run: int = COPY_RUN) -> dict:
+    """Per set, the share of pieces holding a run of ``run`` consecutive melody pitches (in any key) that stands
+    in a training piece: a model that memorises copies such runs; real held-out tunes share a few."""
+    runs = set().union(*(interval_runs(np.array(p["melody"]), run) for p in training))
+    out = {"run": run, "training_pieces": len(training)}
+    for name, pieces in sets.items():
+        flags = [copies(np.array(p["melody"]), runs, run) for p in pieces]
+        out[name] = {"share": sum(flags) / len(flags) if flags else float("nan"), "copying": int(sum(flags)),
+                     "pieces": len(flags), "files": [p["path"] for p, f in zip(pieces, flags) if f]}
+    return out
+
+
 def evaluate(samples: Path, reference: Path, max_files: int | None = None, workers: int = 2,
-             timeout: float = 60.0, split: str | None = None) -> dict:
-    """Everything ``melodylm evaluate`` reports, as one JSON-ready dict (NaN where undefined)."""
+             timeout: float = 60.0, split: str | None = None, training: Path | None = None) -> dict:
+    """Everything ``melodylm evaluate samples`` reports, as one JSON-ready dict (NaN where undefined).
+
+    ``training`` (a folder or manifest; default: the train split of ``reference`` when that is a manifest)
+    adds :func:`copying` for both sets.
+    """
     gen_files = midi_files(samples, "samples", max_files)
     ref_files = midi_files(reference, "reference", max_files, split=split)
     gen, gen_skipped = read_set(gen_files, "samples", workers, timeout)
     ref, ref_skipped = read_set(ref_files, "reference", workers, timeout)
     rate, rate_files = invalid_token_rate(gen_files)
+    if training is None and reference.suffix == ".jsonl" and split != "train":
+        training = reference
+    copied = None
+    if training is not None:
+        train_files = midi_files(training, "training", split="train" if training.suffix == ".jsonl" else None)
+        train, _ = read_set(train_files, "training", workers, timeout, measure=file_melody)
+        copied = copying({"samples": gen, "reference": ref}, train)
+    for piece in gen + ref:
+        piece.pop("melody")
     return {
         "samples": {"dir": str(samples), "files": len(gen_files), "pieces": len(gen), "skipped": gen_skipped},
         "reference": {"dir": str(reference), "files": len(ref_files), "pieces": len(ref), "skipped": ref_skipped},
         "units": {**FEATURE_UNITS, NOTE_LENGTH_HIST: "share of notes per length class", "kl": "nats"},
         "features": compare_sets(gen, ref),
+        "copying": copied,
         "invalid_token_rate": {"mean": rate, "sidecars": rate_files},
         "per_file": {"samples": gen, "reference": ref},
     }
