@@ -22,6 +22,10 @@ class MelodyCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # The model's vocabulary is the data's tokenizer's: never configured twice.
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
+        # Every data module shards its own data by rank (HeldOutSplits): Lightning must not inject its
+        # DistributedSampler, which cannot wrap the length-sorted and carried-state batch samplers and would
+        # repeat held-out pieces to even the shards out.
+        parser.set_defaults({"trainer.use_distributed_sampler": False})
 
 
 def cli(args: list[str], run: bool = True) -> MelodyCLI:
@@ -31,6 +35,8 @@ def cli(args: list[str], run: bool = True) -> MelodyCLI:
     kwargs = dict(subclass_mode_model=True, subclass_mode_data=True, save_config_kwargs={"overwrite": True},
                   parser_kwargs={"prog": "melodylm"})
     if run:
-        sys.argv = ["melodylm", *args]  # LightningCLI reads the command line itself
+        # LightningCLI reads the command line itself; argv[0] stays the program that runs, which DDP's launcher
+        # starts again for every other rank
+        sys.argv = [sys.argv[0], *args]
         return MelodyCLI(L.LightningModule, L.LightningDataModule, **kwargs)
     return MelodyCLI(L.LightningModule, L.LightningDataModule, run=False, args=list(args), **kwargs)

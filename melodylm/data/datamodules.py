@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from melodylm.data import pianoroll as PR
 from melodylm.data.beats import collate_beats, label_ids, melody_beat_features, num_beats
@@ -50,10 +50,37 @@ from melodylm.errors import UserError
 
 
 class HeldOutSplits(L.LightningDataModule):
-    """The validation and test loaders every data module serves through its ``_eval_loader(split)``."""
+    """What every data module shares: validation and test loaders through its ``_eval_loader(split)``, and
+    its share of the data under DDP.
+
+    Each process (``rank`` of ``world``) loads a disjoint shard: shuffled training items through a
+    ``DistributedSampler``, the carried streams and the length-sorted held-out batches by rank, with no item
+    repeated, so a held-out NLL summed over the ranks is the single-process figure. The CLI turns Lightning's
+    own sampler injection off (``trainer.use_distributed_sampler: false``) for this.
+    """
 
     def _eval_loader(self, split: str) -> DataLoader:
         raise NotImplementedError
+
+    def shard(self) -> tuple[int, int]:
+        """(this process's rank, the number of processes): (0, 1) without a trainer or without DDP."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def shuffled(self, dataset, seed: int = 0) -> dict:
+        """DataLoader keywords that shuffle ``dataset``: this rank's shard of it under DDP."""
+        rank, world = self.shard()
+        if world == 1:
+            return {"shuffle": True}
+        return {"sampler": DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)}
+
+    def sorted_batches(self, lengths, batch_size: int) -> LengthSortedBatches:
+        """Held-out items in batches of similar length: this rank's batches under DDP."""
+        return LengthSortedBatches(np.asarray(lengths), batch_size, *self.shard())
+
+    def streams(self, windows: WindowDataset, batch_size: int, seed: int) -> PieceStreams:
+        """Carried-state streams over ``windows``: this rank's rows under DDP."""
+        return PieceStreams(windows, batch_size, seed, *self.shard())
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -115,8 +142,9 @@ class TokenDataModule(HeldOutSplits):
         windows = WindowDataset(self.splits["train"], hp.seq_len, self.special, carry=hp.carry_state)
         workers = dict(num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
         if hp.carry_state:
-            return DataLoader(windows, batch_sampler=PieceStreams(windows, hp.batch_size, hp.seed), **workers)
-        return DataLoader(windows, batch_size=hp.batch_size, shuffle=True, drop_last=False, **workers)
+            return DataLoader(windows, batch_sampler=self.streams(windows, hp.batch_size, hp.seed), **workers)
+        return DataLoader(windows, batch_size=hp.batch_size, drop_last=False, **self.shuffled(windows, hp.seed),
+                          **workers)
 
     def _eval_loader(self, split: str) -> DataLoader:
         pieces = self.splits[split]
@@ -124,7 +152,7 @@ class TokenDataModule(HeldOutSplits):
             raise UserError(f"{self.root} has no {split} pieces (raise --val-frac/--test-frac in prepare)")
         return DataLoader(
             PieceDataset(pieces, self.special),
-            batch_sampler=LengthSortedBatches(pieces.lengths(), self.hparams.eval_batch_size),
+            batch_sampler=self.sorted_batches(pieces.lengths(), self.hparams.eval_batch_size),
             collate_fn=partial(pad_pieces, pad_id=self.special.pad),
             num_workers=self.hparams.num_workers,
         )
@@ -199,8 +227,8 @@ class PairDataModule(HeldOutSplits):
 
     def train_dataloader(self) -> DataLoader:
         bar = self.tokenizer.vocab.get("Bar_None")
-        return DataLoader(PairDataset(self.splits["train"], self.special, self.hparams.max_len, bar),
-                          batch_size=self.hparams.batch_size, shuffle=True, collate_fn=self._collate())
+        train = PairDataset(self.splits["train"], self.special, self.hparams.max_len, bar)
+        return DataLoader(train, batch_size=self.hparams.batch_size, collate_fn=self._collate(), **self.shuffled(train))
 
     def _eval_loader(self, split: str) -> DataLoader:
         pairs = self.splits[split]
@@ -208,7 +236,7 @@ class PairDataModule(HeldOutSplits):
             raise UserError(f"no {split} pairs (raise val_frac/test_frac)")
         lengths = np.array([len(p.target) + len(p.source) for p in pairs])
         return DataLoader(PairDataset(pairs, self.special), collate_fn=self._collate(),
-                          batch_sampler=LengthSortedBatches(lengths, self.hparams.eval_batch_size))
+                          batch_sampler=self.sorted_batches(lengths, self.hparams.eval_batch_size))
 
 
 
@@ -256,16 +284,15 @@ class BeatDataModule(HeldOutSplits):
             raise UserError(f"no training pairs in {self.settings.root}")
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["train"], batch_size=self.hparams.batch_size, shuffle=True,
-                          collate_fn=collate_beats)
+        return DataLoader(self.splits["train"], batch_size=self.hparams.batch_size, collate_fn=collate_beats,
+                          **self.shuffled(self.splits["train"]))
 
     def _eval_loader(self, split: str) -> DataLoader:
         items = self.splits[split]
         if not items:
             raise UserError(f"no {split} pairs (raise val_frac/test_frac)")
         return DataLoader(items, collate_fn=collate_beats,
-                          batch_sampler=LengthSortedBatches(np.array([len(f) for f, _ in items]),
-                                                            self.hparams.eval_batch_size))
+                          batch_sampler=self.sorted_batches([len(f) for f, _ in items], self.hparams.eval_batch_size))
 
 
 
@@ -332,13 +359,13 @@ class RollDataModule(HeldOutSplits):
         hp = self.hparams
         windows = TransposedWindows(self.pieces["train"], hp.seq_len, tuple(hp.transpose), carry=hp.carry_state)
         if hp.carry_state:
-            return DataLoader(windows, batch_sampler=PieceStreams(windows, hp.batch_size, hp.seed))
-        return DataLoader(windows, batch_size=hp.batch_size, shuffle=True)
+            return DataLoader(windows, batch_sampler=self.streams(windows, hp.batch_size, hp.seed))
+        return DataLoader(windows, batch_size=hp.batch_size, **self.shuffled(windows, hp.seed))
 
     def _eval_loader(self, split: str) -> DataLoader:
         pieces = self.pieces[split]
         return DataLoader(PieceDataset(pieces, RollSpecial),
-                          batch_sampler=LengthSortedBatches(pieces.lengths(), self.hparams.eval_batch_size),
+                          batch_sampler=self.sorted_batches(pieces.lengths(), self.hparams.eval_batch_size),
                           collate_fn=partial(pad_pieces, pad_id=PR.PAD))
 
 
@@ -388,12 +415,11 @@ class PlaylistDataModule(HeldOutSplits):
             previous[row, 1: len(seq)] = torch.tensor(seq[:-1])
         return {"titles": titles, "lengths": lengths, "previous": previous, "targets": targets}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          collate_fn=self.collate)
-
     def train_dataloader(self):
-        return self._loader("train", True)
+        train = self.splits["train"]
+        return DataLoader(train, batch_size=self.hparams.batch_size, collate_fn=self.collate, **self.shuffled(train))
 
     def _eval_loader(self, split: str) -> DataLoader:
-        return self._loader(split, False)
+        items = self.splits[split]  # in file order (equal keys), this rank's batches under DDP
+        return DataLoader(items, collate_fn=self.collate,
+                          batch_sampler=self.sorted_batches(np.zeros(len(items)), self.hparams.batch_size))

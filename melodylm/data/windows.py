@@ -64,29 +64,34 @@ class PieceStreams(torch.utils.data.Sampler):
 
     Each of the ``batch_size`` rows walks one piece window by window; when its piece ends it takes the next
     piece from a shuffled round of all pieces (a new round is shuffled when one runs out). An epoch is
-    ``ceil(windows / batch_size)`` batches, about one round, and the rows carry on across epochs. The
-    windows (built with ``carry``) say which rows start a piece: there the model starts from the zero state,
-    as it does when scoring a piece whole. ``windows.visits[p]`` counts the times piece ``p`` was dealt, so
+    ``ceil(windows / batch_size)`` batches, about one round, and the rows carry on across epochs. With
+    ``world`` processes (DDP) every rank deals its own share of each round (the pieces ``rank::world`` of one
+    shuffled order) to its ``batch_size`` rows, and an epoch is ``ceil(windows / (batch_size * world))``
+    batches on every rank. The windows (built with ``carry``) say which rows start a piece: there the model
+    starts from the zero state, as it does when scoring a piece whole. ``windows.visits[p]`` counts the times piece ``p`` was dealt, so
     per-piece randomness (a transposition) stays fixed while a row walks it.
     """
 
-    def __init__(self, windows: WindowDataset, batch_size: int, seed: int = 0):
+    def __init__(self, windows: WindowDataset, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1):
         if not windows.carry:
             raise ValueError("PieceStreams needs a WindowDataset built with carry=True")
-        self.windows, self.seed = windows, seed
+        self.windows, self.seed, self.rank, self.world = windows, seed, rank, world
         self.by_piece: dict[int, list[int]] = {}
         for i, (p, _) in enumerate(windows.index):
             self.by_piece.setdefault(p, []).append(i)
+        if len(self.by_piece) < world:
+            raise ValueError(f"{len(self.by_piece)} training pieces cannot be shared by {world} processes")
         self.rows: list[list[int]] = [[] for _ in range(batch_size)]  # windows still to come, per row
         self.round: list[int] = []  # pieces not dealt yet in this round
         self.rounds = 0
 
     def __len__(self) -> int:
-        return -(-len(self.windows) // len(self.rows))
+        return -(-len(self.windows) // (len(self.rows) * self.world))
 
     def _deal(self) -> int:
-        if not self.round:
-            self.round = np.random.default_rng((self.seed, self.rounds)).permutation(sorted(self.by_piece)).tolist()
+        if not self.round:  # every rank draws the same order and deals its own share of it
+            order = np.random.default_rng((self.seed, self.rounds)).permutation(sorted(self.by_piece))
+            self.round = order[self.rank :: self.world].tolist()
             self.rounds += 1
         p = self.round.pop()
         self.windows.visits[p] = self.windows.visits.get(p, 0) + 1
@@ -125,10 +130,15 @@ def pad_pieces(batch: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, to
 
 
 class LengthSortedBatches(torch.utils.data.Sampler):
-    """Batches of pieces of similar length (less padding), in a fixed order."""
+    """Batches of pieces of similar length (less padding), in a fixed order.
 
-    def __init__(self, lengths: np.ndarray, batch_size: int):
-        order = np.argsort(lengths, kind="stable")
+    With ``world`` processes (DDP), process ``rank`` batches every ``world``-th piece of that order from the
+    ``rank``-th on: the shards are disjoint, together they hold every piece exactly once, and no piece is
+    repeated to even them out (a held-out NLL summed over the ranks is the whole split's).
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, rank: int = 0, world: int = 1):
+        order = np.argsort(lengths, kind="stable")[rank::world]
         self.batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
     def __iter__(self):
