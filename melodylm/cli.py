@@ -117,9 +117,24 @@ def main(argv: list[str] | None = None) -> int:
         from melodylm import commands
 
         return commands.run(args)
-    except UserError as err:
-        print(f"melodylm: error: {err}", file=sys.stderr)
+    except Exception as err:
+        mistake = user_error(err)
+        if mistake is None:
+            raise
+        print(f"melodylm: error: {mistake}", file=sys.stderr)
         return 2
+
+
+def user_error(err: BaseException) -> UserError | None:
+    """``err`` itself or the :class:`UserError` behind it (LightningCLI and jsonargparse wrap what a data module or
+    model raises while they build it); None for a bug, which keeps its traceback."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from melodylm.errors import UserError
 
 
 def pitch_range(text: str) -> tuple[int, int]:
@@ -23,3 +26,18 @@ def shifts(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected N or LOW:HIGH semitones, got {text!r}") from None
     return -n, n
+
+
+def output_folder(path) -> Path:
+    """``path`` as a folder to write into (made if missing); a file there already is a user's mistake."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {path} is a file, not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def at_least(value: int, minimum: int, flag: str) -> int:
+    if value < minimum:
+        raise UserError(f"{flag} must be >= {minimum}, got {value}")
+    return value

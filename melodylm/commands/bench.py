@@ -20,6 +20,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from melodylm.checkpoint import load
+from melodylm.commands.args import output_folder
 from melodylm.commands.train import cli
 from melodylm.errors import UserError
 from melodylm.evaluation import bench_melody, bench_pianoroll, bench_transcription
@@ -86,6 +87,7 @@ def pianoroll(data: Path, out: Path, config: Path, max_minutes: float = 60.0, ma
         raise UserError(f"config {config} does not exist")
     if max_minutes <= 0:
         raise UserError(f"--max-minutes must be > 0, got {max_minutes}")
+    output_folder(out)
     seconds = int(max_minutes * 60)
     overrides = ["--config", str(config), "--data.init_args.path", str(data),
                  "--trainer.default_root_dir", str(out),

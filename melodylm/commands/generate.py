@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from melodylm.checkpoint import kind_of, load, resolve
+from melodylm.commands.args import output_folder
 from melodylm.commands.sample import add_decoding_arguments, decode, decoding_settings
 from melodylm.data.midi import CleanOptions, Rejected, clean_score, read_score
 from melodylm.errors import UserError
@@ -51,8 +52,7 @@ def _tagger_main(args, path: Path) -> int:
     except Rejected as rej:
         raise UserError(f"{condition}: {rej}") from rej
     labels, score = tagger.harmonise(melody)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     stem = out / f"{condition.stem}-tagger-chords"
     write_midi(score, stem.with_suffix(".mid"))
     pianoroll_png(score, stem.with_suffix(".png"), title=f"{stem.name}  (bi-LSTM tagger)")
@@ -74,8 +74,7 @@ def main(args) -> int:
     settings["bars"] = args.bars if args.bars is not None else gen.bars(source)
     with torch.inference_mode():
         samples = decode(lm, settings, beam=args.beam, length_penalty=args.length_penalty)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     meta = {**settings, "beam": args.beam, "condition": str(args.condition), "chord_beats": args.chord_beats,
             "ckpt": str(args.ckpt)}
     for i, s in enumerate(samples):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from melodylm.api.lm import MusicLM
 from melodylm.checkpoint import LANGUAGE_MODELS, load
-from melodylm.commands.args import pitch_range
+from melodylm.commands.args import at_least, output_folder, pitch_range
 from melodylm.errors import UserError
 from melodylm.render import write_samples
 
@@ -57,6 +57,9 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 def decoding_settings(args) -> dict:
     """The keyword settings of ``MusicLM.sample`` that the decoding flags ask for."""
+    at_least(args.num, 1, "--num")
+    at_least(args.max_tokens, 1, "--max-tokens")
+    at_least(args.beam, 0, "--beam")
     return dict(
         num=args.num, max_tokens=args.max_tokens, bars=args.bars, seconds=args.seconds,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -79,15 +82,16 @@ def decode(lm, settings: dict, beam: int = 0, length_penalty: float = 1.0):
 
 
 def main(args) -> int:
+    settings = decoding_settings(args)
+    output_folder(args.out)
     lm = load(args.ckpt, kinds=LANGUAGE_MODELS)
     if args.primer and not isinstance(lm, MusicLM):
         raise UserError("--primer needs a language model over MIDI tokens; this is a piano-roll model")
     primer = lm.primer_ids(args.primer, bars=args.primer_bars) if args.primer else []
-    settings = decoding_settings(args)
     samples = decode(lm, {**settings, "primer": primer}, beam=args.beam, length_penalty=args.length_penalty)
     meta = {**settings, "beam": args.beam, "primer": str(args.primer) if args.primer else None,
             "primer_bars": args.primer_bars}
-    rows = write_samples(lm, Path(args.out), samples, meta, primer=primer, keep_primer=not args.drop_primer,
+    rows = write_samples(lm, output_folder(args.out), samples, meta, primer=primer, keep_primer=not args.drop_primer,
                          wav=not args.no_wav)
     for r in rows:
         log.info("%s  %3d notes  %4d tokens  %5.1f s  log p = %7.1f nats  (%s)", r["midi"], r["notes"],

@@ -27,6 +27,14 @@ class MelodyCLI(LightningCLI):
         # repeat held-out pieces to even the shards out.
         parser.set_defaults({"trainer.use_distributed_sampler": False})
 
+    def before_instantiate_classes(self) -> None:
+        # A preset's LearningRateMonitor needs a logger: with --trainer.logger false it goes, not the run.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.trainer
+        if trainer.logger is False and trainer.callbacks:
+            trainer.callbacks = [c for c in trainer.callbacks
+                                 if not str(getattr(c, "class_path", "")).endswith("LearningRateMonitor")]
+
 
 def cli(args: list[str], run: bool = True) -> MelodyCLI:
     """LightningCLI on ``args`` (a subcommand first when ``run``; without ``run``, only ``--config`` and overrides:

@@ -102,6 +102,10 @@ def sampling_shape(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                    repetition_penalty: float = 1.0, sampling: bool = True) -> list:
     """The processors that shape a distribution for sampling, after any constraint: the repetition penalty,
     then (when ``sampling``; greedy and beam search leave them out) temperature, top-k and top-p."""
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top-p must be in (0, 1] (1: off), got {top_p}")
+    if top_k < 0:
+        raise ValueError(f"top-k must be >= 0 (0: off), got {top_k}")
     procs: list = []
     if repetition_penalty != 1.0:
         procs.append(RepetitionPenalty(repetition_penalty))

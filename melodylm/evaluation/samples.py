@@ -20,8 +20,17 @@ from pebble import ProcessPool
 
 from melodylm.data.midi import MIDI_SUFFIXES, Rejected, read_score
 from melodylm.errors import UserError
-from melodylm.evaluation.music import (COPY_RUN, FEATURE_UNITS, NOTE_LENGTH_HIST, compare_sets, copies,
-                                       interval_runs, invalid_token_rate, melody_line, piece_metrics)
+from melodylm.evaluation.music import (
+    COPY_RUN,
+    FEATURE_UNITS,
+    NOTE_LENGTH_HIST,
+    compare_sets,
+    copies,
+    interval_runs,
+    invalid_token_rate,
+    melody_line,
+    piece_metrics,
+)
 from melodylm.progress import progress_bar
 
 log = logging.getLogger(__name__)
