@@ -39,7 +39,7 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True,
 @pytest.fixture(scope="session")
 def oneills_midi(tmp_path_factory) -> list[Path]:
     """The first O'Neill's 1850 source file (about 100 tunes) exported to MIDI."""
-    from melodylm.corpus import export_corpus
+    from melodylm.data.corpus import export_corpus
 
     root = tmp_path_factory.mktemp("export")
     files = export_corpus("oneills1850", root, max_files=1, workers=2)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import melodylm
-from melodylm.checkpoint import read_checkpoint
+from melodylm.checkpoint import read
 from melodylm.errors import UserError
 from tests.conftest import REPO, run_cli
 
@@ -29,7 +29,7 @@ def test_malicious_checkpoint_is_refused(tmp_path):
     torch.save({"melodylm": {"format": 1}, "state_dict": {}, "x": Payload(marker)}, evil)
     assert not marker.exists()
     with pytest.raises(UserError, match="refusing to load"):
-        read_checkpoint(evil)
+        read(evil)
     assert not marker.exists()
     proc = run_cli("sample", "--ckpt", str(evil), "--out", str(tmp_path / "s"), check=False)
     assert proc.returncode == 2 and "refusing to load" in proc.stderr and not marker.exists()
@@ -42,9 +42,9 @@ def test_plain_pickle_and_garbage_and_foreign_checkpoints(tmp_path):
     for name, message in (("a.ckpt", "not a PyTorch checkpoint|refusing"), ("b.ckpt", "not a PyTorch checkpoint"),
                           ("c.ckpt", "not a melodylm checkpoint")):
         with pytest.raises(UserError, match=message):
-            read_checkpoint(tmp_path / name)
+            read(tmp_path / name)
     with pytest.raises(UserError, match="does not exist"):
-        read_checkpoint(tmp_path / "missing.ckpt")
+        read(tmp_path / "missing.ckpt")
 
 
 def test_load_needs_no_lightning(trained):
@@ -59,7 +59,7 @@ def test_load_needs_no_lightning(trained):
 
 
 def test_checkpoint_carries_tokenizer_and_config(trained, prepared):
-    ckpt = read_checkpoint(trained / "last.ckpt")
+    ckpt = read(trained / "last.ckpt")
     meta = ckpt["melodylm"]
     assert meta["model"]["cell"] == "lstm" and meta["model"]["vocab_size"] > 100
     assert meta["tokenizer"] == (prepared / "tokenizer.json").read_text()

@@ -13,7 +13,7 @@ import pytest
 from symusic import Note, Score, Tempo, Track
 
 from melodylm.audio import render_wav, synthesizer
-from melodylm.callbacks import SampleDashboard
+from melodylm.models.callbacks import SampleDashboard
 from tests.conftest import REPO
 
 FLUIDSYNTH = synthesizer() == "fluidsynth"
@@ -88,7 +88,7 @@ def test_bad_sampling_settings_fail_at_construction():
 
 @pytest.mark.parametrize("training", [True, False])
 def test_sampling_leaves_the_model_mode_as_it_was(prepared, training):
-    from melodylm.batches import TokenDataModule
+    from melodylm.data.datamodules import TokenDataModule
     from melodylm.models.components.rnn_lm import RecurrentLM
 
     dm = TokenDataModule(data_dir=str(prepared))
@@ -98,17 +98,20 @@ def test_sampling_leaves_the_model_mode_as_it_was(prepared, training):
     assert len(pieces) == 2 and all(len(s.ids) <= 32 for s, _ in pieces)
 
 
-def test_metrics_fall_back_to_the_note_count_without_the_metrics_module(prepared, tmp_path, monkeypatch):
-    from melodylm.batches import TokenDataModule
+def test_written_rows_carry_the_scalar_music_metrics(prepared, tmp_path):
+    from melodylm.data.datamodules import TokenDataModule
+    from melodylm.evaluation.music import piece_metrics
     from melodylm.models.components.rnn_lm import RecurrentLM
 
-    monkeypatch.setitem(sys.modules, "melodylm.metrics", None)  # import melodylm.metrics -> ImportError
     dm = TokenDataModule(data_dir=str(prepared))
-    dashboard = SampleDashboard(num_samples=1, max_tokens=32, min_notes=0, audio=False)
+    dashboard = SampleDashboard(num_samples=1, max_tokens=32, min_notes=4, audio=False)
     pieces = dashboard.sample(RecurrentLM(dm.vocab_size, 8, 16, 1, "lstm", 0.0, False), dm)
     (row,) = dashboard.write(pieces, tmp_path)
-    assert row["note_count"] == pieces[0][1].note_num()
-    assert set(row) == {"sample", "tokens", "logprob", "ended_with_eos", "seconds", "note_count"}
+    metrics = piece_metrics(pieces[0][1])
+    scalars = {k for k, v in metrics.items() if isinstance(v, (int, float))}
+    assert row["note_count"] == pieces[0][1].note_num() > 0
+    assert set(row) == {"sample", "tokens", "logprob", "ended_with_eos", "seconds"} | scalars
+    assert scalars < set(metrics)  # the histograms stay out of the table
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sample-00.mid", "sample-00.png", "samples.json"]
 
 
@@ -146,17 +149,17 @@ def fit_debug(prepared: Path, root: Path, monkeypatch, *extra: str) -> Path:
     """``melodylm fit`` with the debug preset plus a small SampleDashboard, in-process, in ``root``."""
     import wandb
 
-    from melodylm import train
+    from melodylm.commands import train
 
     monkeypatch.chdir(root)  # the preset's relative paths (checkpoints/debug, its wandb save_dir) land here
     monkeypatch.setenv("WANDB_DATA_DIR", str(root / "wandb-data"))  # wandb's staging area, not ~/.local/share
     monkeypatch.setenv("WANDB_CACHE_DIR", str(root / "wandb-cache"))
-    monkeypatch.setattr(sys, "argv", sys.argv)  # train.run replaces it
+    monkeypatch.setattr(sys, "argv", sys.argv)  # train.cli replaces it
     try:
-        train.run([
+        train.cli([
             "fit", "--config", str(REPO / "configs" / "debug.yaml"), "--data.init_args.data_dir", str(prepared),
             "--trainer.enable_progress_bar=false",
-            "--trainer.callbacks+=melodylm.callbacks.SampleDashboard",
+            "--trainer.callbacks+=melodylm.models.callbacks.SampleDashboard",
             "--trainer.callbacks.num_samples=2", "--trainer.callbacks.max_tokens=96", *extra,
         ])
     finally:
@@ -214,9 +217,9 @@ def test_dashboard_logs_media_table_and_midi_artifact_offline(prepared, tmp_path
 ])
 def test_dashboard_is_a_quiet_no_op_without_wandb(prepared, tmp_path, monkeypatch, caplog, mode, extra, reason):
     monkeypatch.setenv("WANDB_MODE", mode)
-    with caplog.at_level(logging.INFO, logger="melodylm.callbacks"):
+    with caplog.at_level(logging.INFO, logger="melodylm.models.callbacks"):
         out = fit_debug(prepared, tmp_path, monkeypatch, *extra)
     assert (out / "last.ckpt").is_file()  # training finished normally
     assert not (out / "samples").exists()
-    said = [r.getMessage() for r in caplog.records if r.name == "melodylm.callbacks"]
+    said = [r.getMessage() for r in caplog.records if r.name == "melodylm.models.callbacks"]
     assert len(said) == 1 and reason in said[0]  # once, not every epoch

@@ -7,7 +7,7 @@ import pytest
 from symusic import Score
 
 import melodylm
-from melodylm.checkpoint import read_checkpoint
+from melodylm.checkpoint import read
 from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.slow
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_fit_writes_best_and_last_checkpoints(trained):
     assert (trained / "last.ckpt").is_file()
     assert list(trained.glob("best-epoch*.ckpt"))
-    ckpt = read_checkpoint(trained / "last.ckpt")
+    ckpt = read(trained / "last.ckpt")
     assert ckpt["global_step"] == 8  # debug preset: 2 epochs x 4 batches
 
 
@@ -41,7 +41,10 @@ def test_same_seed_gives_identical_files(trained, tmp_path):
     for name in ("a", "b"):
         run_cli("sample", "--ckpt", str(trained / "last.ckpt"), "--num", "2", "--seed", "5",
                 "--out", str(tmp_path / name), "--max-tokens", "100")
-    for mid in (tmp_path / "a").glob("*.mid"):
+    mids = sorted((tmp_path / "a").glob("*.mid"))
+    assert [m.name for m in mids] == ["sample-000.mid", "sample-001.mid"]
+    assert sorted(m.name for m in (tmp_path / "b").glob("*.mid")) == [m.name for m in mids]
+    for mid in mids:
         assert mid.read_bytes() == (tmp_path / "b" / mid.name).read_bytes()
 
 
@@ -71,10 +74,10 @@ def test_resume_continues_step_count(prepared, tmp_path):
     config = str(REPO / "configs" / "debug.yaml")
     run_cli("fit", "--config", config, "--data.init_args.data_dir", str(prepared), cwd=tmp_path)
     last = tmp_path / "checkpoints" / "debug" / "last.ckpt"
-    assert read_checkpoint(last)["global_step"] == 8
+    assert read(last)["global_step"] == 8
     run_cli("fit", "--config", config, "--data.init_args.data_dir", str(prepared),
             "--trainer.max_epochs", "3", "--ckpt_path", "last", cwd=tmp_path)
-    resumed = read_checkpoint(last)
+    resumed = read(last)
     assert resumed["global_step"] == 12 and resumed["epoch"] == 2
 
 
@@ -122,7 +125,9 @@ def test_sample_cli_with_constraints_writes_wav_and_sidecar(trained, oneills_mid
     run_cli("sample", "--ckpt", str(trained), "--num", "3", "--seed", "2", "--out", str(out),
             "--primer", str(oneills_midi[1]), "--primer-bars", "1", "--bars", "4", "--key", "D major",
             "--pitch-range", "55:91", "--max-tokens", "300", "--drop-primer")
-    for mid in sorted(out.glob("*.mid")):
+    mids = sorted(out.glob("*.mid"))
+    assert [m.name for m in mids] == ["sample-000.mid", "sample-001.mid", "sample-002.mid"]
+    for mid in mids:
         meta = json.loads(mid.with_suffix(".json").read_text())
         assert meta["invalid_token_rate"] == 0.0 and meta["settings"]["key"] == "D major"
         assert mid.with_suffix(".wav").stat().st_size > 1000

@@ -1,4 +1,4 @@
-"""Music metrics on hand-built notes with exact values; MGEval set comparison; ``melodylm evaluate``."""
+"""Music metrics on hand-built notes with exact values; MGEval set comparison; ``melodylm evaluate samples``."""
 
 import argparse
 import json
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from symusic import Note, Score, TimeSignature, Track
 
-from melodylm import evaluate
+from melodylm.commands import evaluate as evaluate_command
 from melodylm.errors import UserError
-from melodylm.metrics import (
+from melodylm.evaluation import samples
+from melodylm.evaluation.music import (
     FEATURE_UNITS, NOTE_LENGTH_CLASSES, compare_sets, invalid_token_rate, kde_on_grid, overlap_and_kl,
     piece_metrics, scott_bandwidth,
 )
@@ -209,13 +210,13 @@ def test_invalid_token_rate_from_sidecars(tmp_path):
     assert invalid_token_rate(paths[2:]) == (None, 0)
 
 
-# --- melodylm evaluate --------------------------------------------------------------
+# --- melodylm evaluate samples -------------------------------------------------------
 
 
 def _args(*argv):
     parser = argparse.ArgumentParser()
-    evaluate.add_arguments(parser)
-    return parser.parse_args([str(a) for a in argv])
+    evaluate_command.add_arguments(parser)
+    return parser.parse_args(["samples", *(str(a) for a in argv)])
 
 
 @pytest.fixture
@@ -237,7 +238,7 @@ def folders(tmp_path):
 def test_evaluate_prints_table_lists_skipped_and_writes_json(folders, tmp_path, capsys, caplog):
     gen, ref = folders
     out = tmp_path / "report" / "metrics.json"
-    assert evaluate.main(_args(gen, "--reference", ref, "--json", out, "--workers", 1)) == 0
+    assert evaluate_command.main(_args(gen, "--reference", ref, "--json", out, "--workers", 1)) == 0
     text = capsys.readouterr().out
     assert "generated: 4 pieces" in text and "(1 skipped)" in text and "reference: 6 pieces" in text
     for key in FEATURE_UNITS:
@@ -252,8 +253,14 @@ def test_evaluate_prints_table_lists_skipped_and_writes_json(folders, tmp_path, 
     assert [p["path"].endswith(".mid") for p in report["per_file"]["samples"]] == [True] * 4
 
 
+def test_json_safe_turns_nan_into_null_at_any_depth():
+    nan = float("nan")
+    assert samples.json_safe({"a": nan, "b": [1.0, {"c": nan}], "d": "x"}) == {"a": None, "b": [1.0, {"c": None}],
+                                                                               "d": "x"}
+
+
 def crashing_or_hanging_metrics(path: str) -> dict:
-    """Stands in for evaluate.file_metrics inside the (forked) worker processes."""
+    """Stands in for samples.file_metrics (read_set's ``measure``) inside the (forked) worker processes."""
     name = Path(path).name
     if name.startswith("crash"):
         os._exit(11)
@@ -262,12 +269,11 @@ def crashing_or_hanging_metrics(path: str) -> dict:
     return {"note_count": 1.0}
 
 
-def test_parser_crash_and_hang_cost_one_file(tmp_path, monkeypatch):
+def test_parser_crash_and_hang_cost_one_file(tmp_path):
     for name in ("crash.mid", "hang.mid", "fine.mid"):
         make_score(line(C_MAJOR)).dump_midi(str(tmp_path / name))
-    monkeypatch.setattr(evaluate, "file_metrics", crashing_or_hanging_metrics)
-    files = evaluate.midi_files(tmp_path, "samples")
-    pieces, skipped = evaluate.read_set(files, "samples", workers=2, timeout=2)
+    files = samples.midi_files(tmp_path, "samples")
+    pieces, skipped = samples.read_set(files, "samples", workers=2, timeout=2, measure=crashing_or_hanging_metrics)
     assert [p["path"].endswith("fine.mid") for p in pieces] == [True]
     reasons = {Path(s["path"]).name: s["reason"] for s in skipped}
     assert "timed out" in reasons["hang.mid"] and "ProcessExpired" in reasons["crash.mid"]
@@ -275,19 +281,19 @@ def test_parser_crash_and_hang_cost_one_file(tmp_path, monkeypatch):
 
 def test_max_files_is_a_deterministic_spread(folders):
     _, ref = folders
-    picked = evaluate.midi_files(ref, "reference", max_files=3)
+    picked = samples.midi_files(ref, "reference", max_files=3)
     assert [p.name for p in picked] == ["tune-0.midi", "tune-2.midi", "tune-5.midi"]  # 0, 2.5 -> 2, 5
-    assert picked == evaluate.midi_files(ref, "reference", max_files=3)
+    assert picked == samples.midi_files(ref, "reference", max_files=3)
 
 
 def test_missing_or_empty_folders_are_user_errors(folders, tmp_path):
     gen, ref = folders
     with pytest.raises(UserError, match="does not exist"):
-        evaluate.main(_args(gen, "--reference", tmp_path / "nowhere"))
+        evaluate_command.main(_args(gen, "--reference", tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no music here")
     with pytest.raises(UserError, match="no MIDI files"):
-        evaluate.main(_args(tmp_path / "empty", "--reference", ref))
+        evaluate_command.main(_args(tmp_path / "empty", "--reference", ref))
 
 
 # --- real music ---------------------------------------------------------------------
@@ -307,7 +313,7 @@ def test_real_melodies_have_plausible_metrics(oneills_midi):
 def test_reference_can_be_a_manifest_split(tmp_path, oneills_midi):
     import json
 
-    from melodylm.evaluate import midi_files
+    from melodylm.evaluation.samples import midi_files
 
     manifest = tmp_path / "manifest.jsonl"
     rows = [{"path": str(p), "split": "test" if i % 3 == 0 else "train"} for i, p in enumerate(oneills_midi[:9])]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from symusic import Note, Score, Track
 
-from melodylm.midi import CleanOptions, Rejected, clean_score, read_score, skyline, transposed
+from melodylm.data.midi import CleanOptions, Rejected, clean_score, read_score, skyline, transposed
 
 
 def make_score(notes, tpq=480) -> Score:

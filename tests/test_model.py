@@ -44,19 +44,30 @@ def test_unknown_cell_is_refused():
 
 
 def test_a_wall_clock_horizon_anneals_the_learning_rate(monkeypatch):
-    from types import SimpleNamespace
+    import lightning as L
 
-    from melodylm.models import lm_module
+    from melodylm.models import base, lm_module
 
-    module = lm_module.LanguageModelModule(vocab_size=8, embedding_dim=4, hidden_size=8, num_layers=1,
-                                           warmup_steps=0, min_lr_ratio=0.1, lr=1.0)
-    module._trainer = SimpleNamespace(estimated_stepping_batches=1000)
+    def schedule(time_horizon=None, **trainer_args):
+        module = lm_module.LanguageModelModule(vocab_size=8, embedding_dim=4, hidden_size=8, num_layers=1,
+                                               warmup_steps=0, min_lr_ratio=0.1, lr=1.0, time_horizon=time_horizon)
+        module._trainer = L.Trainer(max_steps=1000, logger=False, enable_checkpointing=False,
+                                    enable_progress_bar=False, enable_model_summary=False, **trainer_args)
+        return module
+
+    steps_only = schedule()  # no horizon, no time cap: the steps alone
+    assert steps_only.trainer.estimated_stepping_batches == 1000 and steps_only.schedule_seconds() is None
+    factor = steps_only.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
+    assert factor(500) == pytest.approx(0.1 + 0.9 * 0.5)  # halfway through the cosine
+    assert schedule(max_time={"seconds": 200}).schedule_seconds() is None  # a time cap without a horizon
+    assert schedule(time_horizon=0.5).schedule_seconds() is None  # a horizon without a time cap
+
+    module = schedule(time_horizon=0.5, max_time={"seconds": 200})
+    assert module.schedule_seconds() == pytest.approx(100.0)  # half of the 200 s the Timer has left
     now = [0.0]
-    monkeypatch.setattr(lm_module.time, "monotonic", lambda: now[0])
-    factor = module.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
-    assert factor(500) == pytest.approx(0.1 + 0.9 * 0.5)  # steps only: halfway through the cosine
-    module.schedule_seconds = 100.0
+    monkeypatch.setattr(base.time, "monotonic", lambda: now[0])
     factor = module.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]  # the clock starts at 0 s
+    assert factor(500) == pytest.approx(0.1 + 0.9 * 0.5)  # no time used: the steps decide
     now[0] = 50.0
     assert factor(10) == pytest.approx(0.1 + 0.9 * 0.5)  # half the time used after 10 of 1000 steps
     assert factor(900) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(0.9 * math.pi)))

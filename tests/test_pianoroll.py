@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from melodylm.errors import UserError
-from melodylm.pianoroll import (ENCODINGS, EOS, FIRST_KEY, FIRST_OFF, FRAME, HOLD, change_ids_to_roll, encoding,
-                                frame_nll, hold_ids_to_roll, ids_to_roll, load_mat, roll_to_change_ids,
-                                roll_to_hold_ids, roll_to_ids, roll_to_score, score_to_roll)
+from melodylm.api.lm import ScoreResult
+from melodylm.data.pianoroll import (ENCODINGS, EOS, FIRST_KEY, FIRST_OFF, FRAME, HOLD, change_ids_to_roll, encoding,
+                                     hold_ids_to_roll, ids_to_roll, load_mat, roll_to_change_ids, roll_to_hold_ids,
+                                     roll_to_ids, roll_to_score, score_to_roll)
 from tests.conftest import SHARED_DATA
 
 ROLLS = SHARED_DATA / "pianoroll"
@@ -74,7 +75,10 @@ def test_frame_nll_by_hand():
     assert ids == [FIRST_KEY + 39, FRAME, FRAME, EOS]
     probs = [0.5, 0.8, 0.9, 0.25]
     expected = -(math.log(0.5) + math.log(0.8) + math.log(0.9) + math.log(0.25)) / 2
-    assert math.isclose(frame_nll(np.log(probs), frames=2), expected)
+    # every token counts, EOS included, over the frames (what PianoRollLM.score returns)
+    result = ScoreResult(logprob=float(np.log(probs).sum()), tokens=len(ids), notes=1, seconds=1.0, frames=2)
+    assert math.isclose(result.nll_frame, expected)
+    assert math.isclose(result.nll_token, expected * 2 / 4)
 
 
 @pytest.mark.skipif(not ROLLS.is_dir(), reason=f"{ROLLS} is absent (set MELODYLM_SHARED_DATA)")

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import symusic
 
 from melodylm.errors import UserError
-from melodylm.playlist.data import read_catalog, read_playlists
+from melodylm.data.playlists import read_catalog, read_playlists
 from melodylm.playlist.music21set import abc_key, abc_meter, build, read_corpus
 
 from tests.conftest import REPO, run_cli
 
-DEBUG = str(REPO / "configs" / "playlist-debug.yaml")
+DEBUG = str(REPO / "configs" / "playlist" / "debug.yaml")
 SUBSET = dict(max_tunes=30, per_category=6, seed=0,
               categories=["jigs", "slow airs", "christmas carols", "bach chorales"])
 
@@ -86,8 +84,7 @@ def test_bad_options_are_one_line_errors(tmp_path):
         build(tmp_path, categories=["polkas"])
     with pytest.raises(UserError, match="at least 12"):
         build(tmp_path, max_tunes=5)
-    proc = subprocess.run([sys.executable, "-m", "melodylm.playlist.music21set", "--out", str(tmp_path),
-                           "--category", "polkas"], capture_output=True, text=True)
+    proc = run_cli("build-playlists", "music21", "--out", str(tmp_path), "--category", "polkas", check=False)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "unknown category" in proc.stderr
 
 
@@ -100,3 +97,16 @@ def test_fit_then_playlist_on_the_built_set(built, tmp_path):
             "--n", "10", "--out", str(m3u))
     paths = [ln for ln in m3u.read_text().splitlines() if not ln.startswith("#")]
     assert len(paths) == len(set(paths)) == 10 and all(Path(p).is_file() for p in paths)
+
+    from melodylm.evaluation.playlist import evaluate
+
+    report = tmp_path / "report.json"
+    ckpt = str(tmp_path / "checkpoints" / "playlist-debug")
+    proc = run_cli("evaluate", "playlist", "--ckpt", ckpt, "--playlists", str(built / "playlists.jsonl"),
+                   "--n", "50", "--out", str(report))
+    written = json.loads(report.read_text())
+    assert json.loads(proc.stdout) == written
+    assert set(written["results"]) == {"popularity", "title_match", "model"} and written["catalog"] == 120
+    want = evaluate(ckpt, str(built / "playlists.jsonl"), n=50)
+    for name, row in want["results"].items():
+        assert written["results"][name] == pytest.approx(row)

@@ -11,9 +11,9 @@ import numpy as np
 from miditok import TokSequence
 import pytest
 
-from melodylm import prepare as prep
-from melodylm.prepare import PrepareSettings, prepare, split_of
-from melodylm.store import Pieces
+from melodylm.data import prepare as prep
+from melodylm.data.prepare import PrepareSettings, prepare, split_of
+from melodylm.data.store import Pieces
 from tests.conftest import run_cli
 
 
@@ -108,7 +108,7 @@ def test_transposition_only_augments_training_split(tmp_path, oneills_midi):
 
 
 def test_bpe_shortens_sequences_and_decodes_to_the_same_notes(tmp_path, oneills_midi):
-    from melodylm.tokenizer import load_tokenizer
+    from melodylm.data.tokenizer import load_tokenizer
 
     folder = oneills_midi[0].parent
     base = prepare([str(folder)], tmp_path / "base", PrepareSettings(), workers=2)
@@ -157,7 +157,7 @@ def test_user_errors_are_one_line(tmp_path):
 
 def test_cache_is_keyed_on_the_vocabulary(tmp_path, oneills_midi, monkeypatch):
     """Changing how the tokenizer is built (same options) must not reuse cached ids."""
-    from melodylm import tokenizer as tok
+    from melodylm.data import tokenizer as tok
 
     folder = str(oneills_midi[0].parent)
     prepare([folder], tmp_path / "out", PrepareSettings(), workers=1)
@@ -168,7 +168,7 @@ def test_cache_is_keyed_on_the_vocabulary(tmp_path, oneills_midi, monkeypatch):
 
     monkeypatch.setattr(prep, "build_tokenizer", coarser)
     summary = prepare([folder], tmp_path / "out", PrepareSettings(), workers=1)
-    from melodylm.tokenizer import load_tokenizer
+    from melodylm.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tmp_path / "out" / "tokenizer.json")
     assert summary["vocab_size"] == len(tokenizer)

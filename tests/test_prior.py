@@ -20,13 +20,13 @@ from symusic import Score
 
 from conftest import run_cli
 from melodylm.errors import UserError
-from melodylm.lm import MusicLM
+from melodylm.api.lm import MusicLM
 from melodylm.models.components.rnn_lm import RecurrentLM
 from melodylm.prior import (Grid, Note, Posteriorgram, SegmentOptions, acoustic_only, decode, hold_repeats, note_ids,
                             note_logprob, notes_to_score, read_nbest, rescore, score_to_notes, segments)
 from melodylm.prior.decode import Durations, distinct_onsets, segment_chunks
 from melodylm.prior.posteriors import Candidate, Segment
-from melodylm.tokenizer import build_tokenizer
+from melodylm.data.tokenizer import build_tokenizer
 
 C_MAJOR = {0, 2, 4, 5, 7, 9, 11}
 
@@ -403,9 +403,10 @@ def test_transcribe_user_errors(tmp_path, capsys):
 @pytest.mark.slow
 def test_rescore_cli_matches_the_api(trained, tmp_path):
     import melodylm
-    from melodylm.sample import resolve_checkpoint
+    from melodylm.checkpoint import resolve
 
-    lm = melodylm.load(resolve_checkpoint(str(trained)))
+    assert resolve(str(trained)).name.startswith("best-epoch")  # a run folder: its best checkpoint
+    lm = melodylm.load(resolve(str(trained)))
     grid = Grid(120, (4, 4))
     cands = [(quarter_notes([60, 62, 64, 65]), -3.0), (quarter_notes([60, 61, 70, 45]), -2.5),
              (quarter_notes([67, 65, 64, 62, 60]), -4.0)]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from miditok import TokSequence
 
-from melodylm.midi import CleanOptions, clean_score, read_score
-from melodylm.tokenizer import build_tokenizer, fingerprint, score_to_ids, tokenizer_from_json, tokenizer_to_json
+from melodylm.data.midi import CleanOptions, clean_score, read_score
+from melodylm.data.tokenizer import build_tokenizer, fingerprint, score_to_ids, tokenizer_from_json, tokenizer_to_json
 
 
 def notes_in_beats(score):

@@ -29,11 +29,10 @@ def shifts(text: str) -> tuple[int, int]:
 
 
 def output_folder(path) -> Path:
-    """``path`` as a folder to write into (made if missing); a file there already is a user's mistake."""
+    """``path`` as a folder to write into (its writers make it): a file there already is a user's mistake."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"--out {path} is a file, not a folder")
-    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
