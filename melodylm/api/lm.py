@@ -15,7 +15,7 @@ import torch
 from miditok import TokSequence
 from symusic import Note, Score
 
-from melodylm.data.midi import CleanOptions, Rejected, clean_score, read_score
+from melodylm.data.midi import CleanOptions, Rejected, clean_score, read_midi
 from melodylm.data.tokenizer import SpecialIds, note_counts, score_to_ids, tokenizer_from_json
 from melodylm.decoding import constraints as C
 from melodylm.decoding import processors as P
@@ -157,7 +157,7 @@ class MusicLM:
 
     def primer_ids(self, midi: str | Path | Score, bars: int | None = None) -> list[int]:
         """Token ids of a primer MIDI file (or its first ``bars`` bars), cleaned like the training data."""
-        score = self._read(midi)
+        score = read_midi(midi)
         if bars is not None:
             downbeats = score.get_downbeats()
             if bars < 1:
@@ -195,21 +195,10 @@ class MusicLM:
         """miditok's own error measure: share of tokens breaking the grammar (0 = valid)."""
         return float(self.tokenizer.tokens_errors(TokSequence(ids=list(ids)))) if ids else 0.0
 
-    def _read(self, midi: str | Path | Score) -> Score:
-        if isinstance(midi, Score):
-            return midi
-        path = Path(midi)
-        if not path.is_file():
-            raise UserError(f"{path} does not exist")
-        try:
-            return read_score(path.read_bytes())
-        except Rejected as rej:
-            raise UserError(f"{path}: {rej}") from rej
-
     def encode(self, midi: str | Path | Score) -> tuple[list[int], Score]:
         """A MIDI file (cleaned as the training data was) -> token ids and the cleaned score."""
         try:
-            score, _ = clean_score(self._read(midi), self.clean)
+            score, _ = clean_score(read_midi(midi), self.clean)
         except Rejected as rej:
             raise UserError(f"{midi}: {rej}") from rej
         return score_to_ids(self.tokenizer, score), score

@@ -21,7 +21,7 @@ from symusic import Score
 
 from melodylm.api.lm import ScoreResult
 from melodylm.data import pianoroll as PR
-from melodylm.data.midi import Rejected, read_score
+from melodylm.data.midi import read_midi
 from melodylm.decoding import processors as P
 from melodylm.decoding.core import Decoder, Sample, StopAt
 from melodylm.errors import UserError
@@ -111,7 +111,7 @@ class PianoRollLM:
             if roll.ndim != 2 or roll.shape[1] != PR.KEYS:
                 raise UserError(f"a piano roll is (frames, {PR.KEYS}), got {roll.shape}")
         else:
-            score = midi if isinstance(midi, Score) else _read(Path(midi))
+            score = read_midi(midi)
             roll = PR.score_to_grid(score, self.frames_per_beat)
         if len(roll) == 0:
             raise UserError(f"{midi if not isinstance(midi, np.ndarray) else 'the roll'} has no notes")
@@ -132,11 +132,3 @@ class PianoRollLM:
         return ScoreResult(logprob=float(logp.sum()), tokens=len(logp), notes=onsets, seconds=seconds,
                            frames=len(roll))
 
-
-def _read(path: Path) -> Score:
-    if not path.is_file():
-        raise UserError(f"{path} does not exist")
-    try:
-        return read_score(path.read_bytes())
-    except Rejected as rej:
-        raise UserError(f"{path}: {rej}") from rej

@@ -8,9 +8,12 @@ files a trained model is asked to score.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 from symusic import Note, Score, Track
+
+from melodylm.errors import UserError
 
 MIDI_SUFFIXES = (".mid", ".midi")
 
@@ -129,3 +132,16 @@ def transposed(score: Score, shift: int, pitch_range: tuple[int, int]) -> Score 
     if pitches.min() + shift < pitch_range[0] or pitches.max() + shift >= pitch_range[1]:
         return None
     return score.shift_pitch(shift)
+
+
+def read_midi(midi) -> Score:
+    """A Score, or a MIDI file's path read as one; a missing or unreadable file is a one-line UserError."""
+    if isinstance(midi, Score):
+        return midi
+    path = Path(midi)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        return read_score(path.read_bytes())
+    except Rejected as rej:
+        raise UserError(f"{path}: {rej}") from rej
