@@ -173,7 +173,8 @@ def test_fit_then_playlist_with_learned_ids(tmp_path):
 
     from melodylm.evaluation.playlist import evaluate
 
-    report = evaluate(str(run_dir), str(lists), n=16, val_frac=0.2, test_frac=0.2)
+    report = evaluate(str(run_dir), str(lists), n=16)  # the split the checkpoint was trained with: 0.2 / 0.2
+    assert (report["val_frac"], report["test_frac"]) == (0.2, 0.2)
     results = report["results"]
     assert set(results) == {"popularity", "title_match", "model"}
     assert all(0 <= r["r_precision"] <= 1 for r in results.values())
@@ -181,6 +182,13 @@ def test_fit_then_playlist_with_learned_ids(tmp_path):
     # the title matters: the model beats popularity on R-precision (measured 0.64 against 0.27)
     assert results["model"]["r_precision"] > results["popularity"]["r_precision"] + 0.15, results
     assert results["model"]["ndcg"] > results["popularity"]["ndcg"], results
+
+    # no held-out playlist (only the training ones given): one line naming the split, not a ZeroDivisionError
+    rows = [json.loads(line) for line in lists.read_text().splitlines()]
+    only_train = _write(tmp_path / "train-only.jsonl", [r for r in rows if split_of(r["pid"], 0.2, 0.2) == "train"])
+    proc = run_cli("evaluate", "playlist", "--ckpt", str(run_dir), "--playlists", str(only_train), check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "no playlist falls in the test split" in proc.stderr
 
 
 @pytest.mark.slow

@@ -47,4 +47,9 @@ def cli(args: list[str], run: bool = True) -> MelodyCLI:
         # starts again for every other rank
         sys.argv = [sys.argv[0], *args]
         return MelodyCLI(L.LightningModule, L.LightningDataModule, **kwargs)
-    return MelodyCLI(L.LightningModule, L.LightningDataModule, run=False, args=list(args), **kwargs)
+    # LightningCLI warns when it is given args while sys.argv holds a command line too (the bench's own flags)
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return MelodyCLI(L.LightningModule, L.LightningDataModule, run=False, args=list(args), **kwargs)
+    finally:
+        sys.argv = argv

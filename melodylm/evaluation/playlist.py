@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from melodylm.checkpoint import load
+from melodylm.checkpoint import load, read
 from melodylm.data.playlists import Catalog, Playlist, read_playlists, split_of, title_words
+from melodylm.errors import UserError
 
 
 def r_precision(truth: list[str], ranked: list[str]) -> float:
@@ -80,17 +81,28 @@ def title_match_ranking(title: str, train: list[Playlist], popular: list[str], n
     return sorted(popular, key=lambda t: (-votes[t], rank[t]))[:n]
 
 
-def evaluate(ckpt: str, playlists: str, n: int = 500, val_frac: float = 0.1, test_frac: float = 0.1,
+def evaluate(ckpt: str, playlists: str, n: int = 500, val_frac: float | None = None, test_frac: float | None = None,
              split: str = "test") -> dict:
+    """The three metrics of the model and both baselines on the ``split`` playlists of ``playlists``.
+
+    The split is the one the model was trained with: ``val_frac``/``test_frac`` default to the checkpoint's
+    data settings (0.1 each for a checkpoint that does not record them), and so does its ``limit``.
+    """
     gen = load(ckpt, kinds=("playlist",))
-    items = read_playlists(playlists, gen.catalog)
+    trained_with = read(ckpt)["melodylm"].get("data") or {}
+    val_frac = trained_with.get("val_frac", 0.1) if val_frac is None else val_frac
+    test_frac = trained_with.get("test_frac", 0.1) if test_frac is None else test_frac
+    items = read_playlists(playlists, gen.catalog)[: trained_with.get("limit")]
     train = [p for p in items if split_of(p.key, val_frac, test_frac) == "train"]
     held = [p for p in items if split_of(p.key, val_frac, test_frac) == split]
+    if not held:
+        raise UserError(f"{playlists}: no playlist falls in the {split} split (val_frac {val_frac}, "
+                        f"test_frac {test_frac}); evaluate on more playlists")
     popular = popularity_ranking(train, gen.catalog)
     results = {
         "popularity": summarize([(p.tracks, popular[:n]) for p in held]),
         "title_match": summarize([(p.tracks, title_match_ranking(p.title, train, popular, n)) for p in held]),
         "model": summarize([(p.tracks, gen.generate(p.title, n)) for p in held]),
     }
-    return {"split": split, "n": n, "catalog": len(gen.catalog), "train_playlists": len(train),
+    return {"split": split, "val_frac": val_frac, "test_frac": test_frac, "n": n, "catalog": len(gen.catalog), "train_playlists": len(train),
             "mean_tracks": sum(len(p.tracks) for p in held) / len(held), "ckpt": str(ckpt), "results": results}
