@@ -44,5 +44,14 @@ def test_copying_shares_per_set():
     copied = {"path": "s0", "melody": [50] + train[1]["melody"][3:3 + COPY_RUN] + [51]}
     fresh = {"path": "s1", "melody": rng.integers(55, 80, size=40).tolist()}
     out = copying({"samples": [copied, fresh], "reference": [fresh]}, train)
-    assert out["samples"] == {"share": 0.5, "copying": 1, "pieces": 2, "files": ["s0"]}
+    assert out["samples"] == {"share": 0.5, "copying": 1, "pieces": 2, "training_pieces_left_out": 0, "files": ["s0"]}
     assert out["reference"]["copying"] == 0 and out["training_pieces"] == 3
+
+
+def test_a_reference_that_holds_training_pieces_counts_only_the_others():
+    """A manifest read without --split holds the training tunes too: each would trivially 'copy' itself."""
+    rng = np.random.default_rng(2)
+    train = [{"path": f"t{i}", "melody": rng.integers(55, 80, size=40).tolist()} for i in range(3)]
+    fresh = {"path": "v0", "melody": rng.integers(55, 80, size=40).tolist()}
+    out = copying({"reference": train + [fresh]}, train)
+    assert out["reference"] == {"share": 0.0, "copying": 0, "pieces": 1, "training_pieces_left_out": 3, "files": []}

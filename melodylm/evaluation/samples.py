@@ -135,13 +135,17 @@ def json_safe(value):
 
 def copying(sets: dict[str, list[dict]], training: list[dict], run: int = COPY_RUN) -> dict:
     """Per set, the share of pieces holding a run of ``run`` consecutive melody pitches (in any key) that stands
-    in a training piece: a model that memorises copies such runs; real held-out tunes share a few."""
+    in a training piece: a model that memorises copies such runs; real held-out tunes share a few. Pieces that are
+    themselves training pieces (the same path: a reference manifest read without ``--split``) are left out."""
     runs = set().union(*(interval_runs(np.array(p["melody"]), run) for p in training))
+    trained = {str(p["path"]) for p in training}
     out = {"run": run, "training_pieces": len(training)}
     for name, pieces in sets.items():
-        flags = [copies(np.array(p["melody"]), runs, run) for p in pieces]
+        unseen = [p for p in pieces if str(p["path"]) not in trained]  # a training piece trivially holds its runs
+        flags = [copies(np.array(p["melody"]), runs, run) for p in unseen]
         out[name] = {"share": sum(flags) / len(flags) if flags else float("nan"), "copying": int(sum(flags)),
-                     "pieces": len(flags), "files": [p["path"] for p, f in zip(pieces, flags) if f]}
+                     "pieces": len(flags), "training_pieces_left_out": len(pieces) - len(unseen),
+                     "files": [p["path"] for p, f in zip(unseen, flags) if f]}
     return out
 
 
