@@ -49,16 +49,11 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     r.add_argument("--max-pieces", type=int, default=None, help="use only the first N pieces of each split (quick checks)")
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
 
-    m = bsub.add_parser("melody", help="NLL per note of a trained LM on a prepared split, next to n-gram baselines",
-                        description="Scores the test split of a prepared folder with the checkpoint and with "
-                        "unigram / interpolated-bigram token baselines fitted on its training split (smoothing "
-                        "chosen on its validation split). Every token counts, EOS included.",
+    m = bsub.add_parser("melody", help="NLL per note and bits per pitch of a trained LM, next to n-gram baselines",
+                        description=bench_melody.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog="example: melodylm bench melody --ckpt checkpoints/nottingham-melody "
                         "--data datasets/prepared/nottingham-melody-t5 --out runs/melody-nottingham.json")
-    m.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
-    m.add_argument("--data", required=True, type=Path, help="the folder written by `melodylm prepare`")
-    m.add_argument("--split", default="test", choices=["val", "test"], help="split to report (default test)")
-    m.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    bench_melody.add_arguments(m)
 
     t = bsub.add_parser("transcription", help="melody transcription with the LM prior on rendered Nottingham tunes",
                         description=bench_transcription.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -68,7 +63,7 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     if args.bench == "melody":
-        bench_melody.run(args.ckpt, args.data, args.out, split=args.split)
+        bench_melody.main(args)
     elif args.bench == "transcription":
         torch.set_num_threads(1)
         bench_transcription.run(args)

@@ -68,6 +68,18 @@ class NGram:
         return -float(sum(self.logprobs(s, alpha, weight).sum() for s in seqs))
 
 
+def add_arguments(m) -> None:
+    """The flags of ``melodylm bench melody``."""
+    m.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    m.add_argument("--data", required=True, type=Path, help="the folder written by `melodylm prepare`")
+    m.add_argument("--split", default="test", choices=["val", "test"], help="split to report (default test)")
+    m.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+
+
+def main(args) -> dict:
+    return run(args.ckpt, args.data, args.out, split=args.split)
+
+
 def _row(name: str, nll: float, tokens: int, notes: int, **extra) -> dict:
     return {"model": name, "nll_token": nll / tokens, "nll_note": nll / notes,
             "bits_note": nll / notes / math.log(2), **extra}
