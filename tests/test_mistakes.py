@@ -1,6 +1,9 @@
 """A user's mistake ends in one line on stderr and exit status 2, never a traceback; where a sensible default
 exists (no logger: no learning-rate monitor), the command runs instead."""
 
+import shutil
+import subprocess
+
 import pytest
 
 from tests.conftest import REPO, run_cli
@@ -64,3 +67,41 @@ def test_a_preset_without_a_logger_drops_its_learning_rate_monitor(tmp_path, pre
             "--trainer.logger", "false", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
             "--trainer.val_check_interval", "2", cwd=tmp_path)
     assert (tmp_path / "checkpoints" / "quickstart" / "last.ckpt").is_file()
+
+
+# Where a fresh clone's user stands: the documented default paths do not exist yet, and ../shared/data is absent.
+MISSING = [
+    (("bench", "transcription"), "checkpoints/nottingham-melody does not exist: run `make melody-lm` first"),
+    (("bench", "melody", "--ckpt", "checkpoints/nottingham-melody", "--data", "datasets/prepared/nottingham-melody-t5"),
+     "run `make melody-lm` first"),
+    (("sample", "--ckpt", "checkpoints/quickstart", "--out", "samples"), "run `make demo` first"),
+    (("evaluate", "playlist", "--ckpt", "checkpoints/playlist-music21-ids", "--playlists", "p.jsonl"),
+     "run `make playlist-music21` first"),
+    (("generate", "--ckpt", "checkpoints/seq2seq-tagger", "--condition", "C G", "--out", "out"),
+     "run `melodylm fit --config configs/seq2seq/tagger.yaml` first"),
+    (("prepare", "../shared/data/nottingham/MIDI/melody", "--out", "out"), "../shared/data is not part of a clone"),
+    (("bench", "pianoroll", "--data", "../shared/data/pianoroll/JSB_Chorales.mat", "--config",
+      str(REPO / "configs" / "pianoroll" / "jsb.yaml"), "--out", "out"), "../shared/data is not part of a clone"),
+]
+
+
+@pytest.mark.parametrize("args,message", MISSING, ids=[" ".join(a[:2]) for a, _ in MISSING])
+def test_a_missing_input_names_the_step_that_makes_it(tmp_path, monkeypatch, capsys, args, message):
+    from melodylm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+@pytest.mark.parametrize("target,message", [("bench-melody", "run `make melody-lm` first"),
+                                            ("melody-lm", "../shared/data is not part of a clone"),
+                                            ("bench-pianoroll", "../shared/data is not part of a clone")])
+def test_a_make_target_missing_its_input_says_which_to_run(tmp_path, target, message):
+    stamp = REPO / ".venv" / ".installed"  # -o: never reinstall from here
+    proc = subprocess.run(["make", "-f", str(REPO / "Makefile"), "-o", str(stamp), target, "SHARED=nowhere"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
+    assert not any(tmp_path.iterdir())  # stopped before writing anything

@@ -9,6 +9,11 @@ transcription) · ``playlist`` (embed, playlist, build-playlists). :mod:`melodyl
 def run(args) -> int:
     """Run the parsed subcommand ``args.command``; its exit status."""
     from melodylm.commands import bench, evaluate, generate, playlist, prepare, prior, sample, score
+    from melodylm.commands.args import existing_checkpoint
+
+    for flag in ("ckpt", "lm", "tagger"):  # a missing checkpoint: one line naming what trains it
+        if getattr(args, flag, None):
+            existing_checkpoint(getattr(args, flag), f"--{flag}")
 
     jobs = {
         "prepare": prepare.main, "sample": sample.main, "score": score.main, "generate": generate.main,

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from melodylm.checkpoint import load
-from melodylm.commands.args import output_folder
-from melodylm.commands.train import cli
+from melodylm.commands.args import existing_input, output_folder
 from melodylm.errors import UserError
 from melodylm.evaluation import bench_melody, bench_pianoroll, bench_transcription
 
@@ -77,7 +75,12 @@ def main(args) -> int:
 def pianoroll(data: Path, out: Path, config: Path, max_minutes: float = 60.0, max_pieces: int | None = None,
               epochs: int | None = None) -> dict:
     """Train the preset ``config`` on ``data``, test its best epoch; write ``out/results.json`` and return it."""
+    from lightning.pytorch.callbacks import ModelCheckpoint  # Lightning only here: every other command starts faster
+
+    from melodylm.commands.train import cli
+
     started = time.monotonic()
+    existing_input(data, "--data")
     if not Path(config).is_file():
         raise UserError(f"config {config} does not exist")
     if max_minutes <= 0:

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from melodylm.checkpoint import load
+from melodylm.commands.args import existing_input
 from melodylm.errors import UserError
 from melodylm.playlist import music21set, nottingham
 from melodylm.playlist.embed import embed_folder
@@ -107,6 +108,7 @@ def build_main(args) -> int:
     if args.dataset == "music21":
         summary = music21set.build(args.out, args.max_tunes, args.per_category, args.seed, args.categories)
     else:
+        existing_input(args.data, "--data")
         summary = nottingham.build(args.data, args.out, args.per_category, args.seed)
     log.info("%s", ", ".join(f"{k}: {v}" for k, v in summary.items()))
     return 0

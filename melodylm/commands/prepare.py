@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from melodylm.commands.args import pitch_range, shifts
+from melodylm.commands.args import existing_input, pitch_range, shifts
 from melodylm.data.midi import CleanOptions
 from melodylm.data.prepare import PrepareSettings, default_workers, prepare
 
@@ -40,6 +40,9 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
+    for item in args.inputs:
+        if not item.startswith("music21:"):
+            existing_input(item, "input")
     settings = PrepareSettings(
         tokenizer=args.tokenizer, velocities=args.velocities, bpe_vocab=args.bpe_vocab,
         clean=CleanOptions(min_notes=args.min_notes, max_seconds=args.max_seconds, melody=args.melody,
