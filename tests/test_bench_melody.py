@@ -1,0 +1,139 @@
+"""``melodylm bench melody``: Kneser-Ney by hand, bits per pitch, the cross-validation folds."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from melodylm.api.lm import MusicLM
+from melodylm.data.store import save_split
+from melodylm.data.tokenizer import build_tokenizer, tokenizer_to_json
+from melodylm.evaluation.bench_melody import (
+    PitchTokens,
+    corpus_pieces,
+    fold_of,
+    lm_nll,
+    transposed_copies,
+)
+from melodylm.evaluation.ngram import KneserNey
+from melodylm.models.components.rnn_lm import RecurrentLM
+
+from conftest import REPO, run_cli
+
+
+def test_kneser_ney_by_hand():
+    # Symbols 0..3 (3 never seen). Padded with one start symbol S: S 0 1 0 1 | S 1 0 | S 2.
+    kn = KneserNey([[0, 1, 0, 1], [1, 0], [2]], vocab=4, max_order=2)
+    # Unigram continuation counts (distinct symbols seen before w): 0 <- {S, 1}, 1 <- {0, S}, 2 <- {S}: 2, 2, 1 of
+    # 5; counts of counts n1 = 1, n2 = 2 -> D1 = 1 / 5; three types seen.
+    d1 = 1 / 5
+    p1 = np.array([max(c - d1, 0) / 5 + d1 * 3 / 5 / 4 for c in (2, 2, 1, 0)])
+    np.testing.assert_allclose(p1, [0.39, 0.39, 0.19, 0.03])
+    # Bigram raw counts: S -> {0: 1, 1: 1, 2: 1}, 0 -> {1: 2}, 1 -> {0: 2}; n1 = 3, n2 = 2 -> D2 = 3 / 7.
+    d2 = 3 / 7
+    np.testing.assert_allclose(kn.distribution([0], 2), [d2 / 2 * p1[0], (2 - d2) / 2 + d2 / 2 * p1[1],
+                                                         d2 / 2 * p1[2], d2 / 2 * p1[3]])
+    np.testing.assert_allclose(kn.distribution([], 2), [(1 - d2) / 3 + d2 * p1[0], (1 - d2) / 3 + d2 * p1[1],
+                                                        (1 - d2) / 3 + d2 * p1[2], d2 * p1[3]])
+    np.testing.assert_allclose(kn.distribution([2], 2), p1)  # history never seen: the lower order alone
+    np.testing.assert_allclose(kn.logprobs([0, 1, 3], 2),
+                               np.log([kn.distribution([], 2)[0], kn.distribution([0], 2)[1],
+                                       kn.distribution([1], 2)[3]]))
+    # order 1 is the unigram of raw counts {0: 3, 1: 3, 2: 1} of 7; n1 = 1, n2 = 0 -> D = 1
+    np.testing.assert_allclose(kn.distribution([0, 1], 1), [2 / 7 + 3 / 7 / 4] * 2 + [0 + 3 / 7 / 4] * 2)
+
+
+def test_kneser_ney_sums_to_one_everywhere():
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, 6, rng.integers(1, 30)) for _ in range(40)]  # symbols 6..8 never occur
+    kn = KneserNey(seqs, vocab=9, max_order=5)
+    for order in range(1, 6):
+        for history in ([], [0], [8, 8], list(seqs[0][:7]), list(rng.integers(0, 9, 10))):
+            p = kn.distribution(history, order)
+            assert p.shape == (9,) and (p > 0).all()
+            assert p.sum() == pytest.approx(1.0, abs=1e-12)
+    # more context helps on the training data itself
+    assert kn.nll(seqs, 3) < kn.nll(seqs, 1)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer("REMI")
+
+
+def _piece(tokenizer, pitches, position=0):
+    v = tokenizer.vocab
+    ids = [v["Bar_None"], v["TimeSig_4/4"]]
+    for i, p in enumerate(pitches):
+        ids += [v[f"Position_{(position + 24 * i) % 96}"], v[f"Pitch_{p}"], v["Duration_1.0.24"]]
+        if i % 4 == 3:
+            ids.append(v["Bar_None"])
+    return np.array(ids)
+
+
+def test_pitch_tokens_map_and_transpose(tokenizer):
+    pitches = PitchTokens(tokenizer)
+    assert len(pitches) == 88 and pitches.lowest == 21
+    piece = _piece(tokenizer, [60, 62, 64])
+    np.testing.assert_array_equal(pitches.sequence(piece), [39, 41, 43])
+    up = pitches.transpose(piece, 2)
+    np.testing.assert_array_equal(pitches.sequence(up), [41, 43, 45])
+    np.testing.assert_array_equal(up[~pitches.mask(piece)], piece[~pitches.mask(piece)])  # rhythm untouched
+    assert pitches.transpose(_piece(tokenizer, [22, 60]), -2) is None  # 20 is below the range
+    copies = transposed_copies([piece, _piece(tokenizer, [107])], pitches, -1, 2)
+    assert len(copies) == 4 + 3  # 108 + 2 would leave the range
+
+
+def test_lm_bits_per_pitch_is_the_sum_of_pitch_token_logprobs(tokenizer):
+    torch.manual_seed(0)
+    lm = MusicLM(RecurrentLM(len(tokenizer), 8, 16, 1, "lstm", 0.0), tokenizer)
+    pieces = [_piece(tokenizer, [60, 62, 64, 65, 67]), _piece(tokenizer, [70, 69], position=12),
+              _piece(tokenizer, [55] * 9)]
+    total, pitch = lm_nll(lm, pieces, PitchTokens(tokenizer), batch=2)
+    names = {i: t for t, i in tokenizer.vocab.items()}
+    for piece, t, p in zip(pieces, total, pitch):
+        lp = lm.decoder.token_logprobs([piece.tolist()])[0].double().numpy()  # one piece alone, EOS last
+        assert len(lp) == len(piece) + 1
+        assert t == pytest.approx(-lp.sum(), rel=1e-5)
+        assert p == pytest.approx(-sum(x for x, i in zip(lp, piece) if names[int(i)].startswith("Pitch_")), rel=1e-5)
+
+
+def test_folds_are_a_deterministic_partition():
+    rng = np.random.default_rng(1)
+    pieces = [rng.integers(0, 500, rng.integers(5, 40)) for _ in range(53)]
+    fold = fold_of(pieces, 10)
+    assert sorted(set(fold.tolist())) == list(range(10))  # every piece in exactly one fold, every fold used
+    assert sorted(np.bincount(fold).tolist()) == [5] * 7 + [6] * 3
+    order = rng.permutation(len(pieces))
+    np.testing.assert_array_equal(fold_of([pieces[i] for i in order], 10), fold[order])  # by content, not place
+
+
+def test_corpus_pieces_pool_the_splits_and_drop_repeated_melodies(tmp_path, tokenizer):
+    pitches = PitchTokens(tokenizer)
+    a, b, c = _piece(tokenizer, [60, 62, 64]), _piece(tokenizer, [60, 59]), _piece(tokenizer, [67, 69, 71])
+    save_split(tmp_path, "train", [a, pitches.transpose(a, 1), b])  # a with one transposed copy, then b
+    save_split(tmp_path, "val", [a.copy()])  # the same tokens again
+    save_split(tmp_path, "test", [c])  # a's intervals in another key: the same melody
+    rows = [("train", 1), ("train", 0), ("val", 0), ("test", 0)]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps({"split": s, "transposed_copies": n}) + "\n"
+                                                     for s, n in rows))
+    kept, counts = corpus_pieces(tmp_path, pitches)
+    assert [p.tolist() for p in kept] == [a.tolist(), b.tolist()]
+    assert counts == {"pieces": 4, "duplicate_tokens": 1, "duplicate_intervals": 1, "used": 2, "notes": 5}
+
+
+def test_cross_validation_runs_one_fold(tmp_path, prepared):
+    out = tmp_path / "cv"
+    run_cli("bench", "melody", "--folds", "3", "--run-folds", "1", "--config", str(REPO / "configs" / "debug.yaml"),
+            "--data", str(prepared), "--out", str(out), "--threads", "1", cwd=tmp_path)
+    results = json.loads((out / "folds.json").read_text())
+    (fold,) = results["per_fold"]
+    assert sum(fold["pieces"].values()) == results["corpus"]["used"]
+    assert 1 <= fold["kn_order"] <= 6 and (out / "fold-0" / "data" / "tokens" / "train.npy").is_file()
+    assert 0 < fold["kn_test_bits_pitch"] < math.log2(88)
+    assert fold["lstm_test_bits_note"] > fold["lstm_test_bits_pitch"] > 0
+    assert results["summary"]["LSTM"]["folds"] == 1
