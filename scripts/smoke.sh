@@ -47,11 +47,12 @@ skip() { printf '%-58s\n' "skip  $1: $2"; }
 # --- the shared data: a few tunes (what the Nottingham targets need), the piano-roll files whole --------------------
 if [ -d "$SHARED_SRC/nottingham/MIDI/melody" ]; then
   mkdir -p "$TMP/shared/data/nottingham/MIDI/melody" "$TMP/shared/data/nottingham/MIDI/chords" "$TMP/shared/data/pianoroll"
-  for f in $(cd "$SHARED_SRC/nottingham/MIDI/chords" && ls | sort | head -n 60); do
+  for f in $(cd "$SHARED_SRC/nottingham/MIDI/chords" && ls | sort | awk 'NR % 17 == 1'); do  # 61, from every book
     ln -s "$SHARED_SRC/nottingham/MIDI/melody/$f" "$TMP/shared/data/nottingham/MIDI/melody/$f"
     ln -s "$SHARED_SRC/nottingham/MIDI/chords/$f" "$TMP/shared/data/nottingham/MIDI/chords/$f"
   done
   ln -s "$SHARED_SRC"/pianoroll/*.mat "$TMP/shared/data/pianoroll/"
+  ln -s "$SHARED_SRC/nottingham/ABC_cleaned" "$TMP/shared/data/nottingham/ABC_cleaned"
   HAVE_SHARED=1
 else
   HAVE_SHARED=0
@@ -111,6 +112,21 @@ if [ "$HAVE_SHARED" = 1 ]; then
   rescore_json() { melodylm rescore --ckpt checkpoints/nottingham-melody --nbest lists.jsonl --lam 1 --json >rescored.jsonl; }
   step "rescore --json" rescore_json
   step "  rescored.jsonl" "${CHECK[@]}" jsonl rescored.jsonl ranking.0.total
+  step "build-playlists nottingham" melodylm build-playlists nottingham --out datasets/playlists/nottingham \
+    --per-category 10
+  step "embed (Nottingham melody LM)" melodylm embed --ckpt checkpoints/nottingham-melody \
+    ../shared/data/nottingham/MIDI/melody --out datasets/playlists/nottingham/embeddings.npz
+  for preset in nottingham nottingham-ids; do
+    step "fit playlist/$preset (tiny)" melodylm fit --config "$ROOT/configs/playlist/$preset.yaml" "${TINY[@]}" \
+      "${TINY_PLAYLIST[@]}"
+  done
+  step "playlist --out list.json" melodylm playlist --ckpt checkpoints/playlist-nottingham --title "lively jigs" \
+    --n 20 --out list.json
+  step "  list.json" "${CHECK[@]}" json list.json title tracks.0.id tracks.0.path
+  step "evaluate playlist (Nottingham)" melodylm evaluate playlist --ckpt checkpoints/playlist-nottingham \
+    --playlists datasets/playlists/nottingham/playlists.jsonl --out runs/playlist-nottingham.json
+  step "  playlist-nottingham.json" "${CHECK[@]}" json runs/playlist-nottingham.json results.model.r_precision
+
   if ! "$BIN/python" -c "import basic_pitch, onnxruntime, librosa, mir_eval" 2>/dev/null; then
     skip "make bench-transcription" "the transcribe extra is not installed (make transcribe-extra)"
   elif [ "$("$BIN/python" -c 'from melodylm.audio import synthesizer; print(synthesizer())')" != fluidsynth ]; then
