@@ -45,7 +45,8 @@ def test_carried_streams_deal_each_rank_its_own_pieces():
 
 def _best_score(run_dir):
     ckpt = torch.load(run_dir / "last.ckpt", weights_only=True, map_location="cpu")
-    state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint"))
+    state = next(v for k, v in ckpt["callbacks"].items()  # the best checkpoint's callback, not the step one
+                 if k.startswith("ModelCheckpoint") and v.get("best_model_score") is not None)
     return float(state["best_model_score"]), state["best_model_path"]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from melodylm.data import pianoroll as PR
 from melodylm.data.beats import collate_beats, label_ids, melody_beat_features, num_beats
@@ -40,8 +40,10 @@ from melodylm.data.windows import (
     LengthSortedBatches,
     PieceDataset,
     PieceStreams,
+    ResumableLoader,
     RollPieces,
     RollSpecial,
+    ShuffledBatches,
     TransposedWindows,
     WindowDataset,
     pad_pieces,
@@ -57,6 +59,9 @@ class HeldOutSplits(L.LightningDataModule):
     ``DistributedSampler``, the carried streams and the length-sorted held-out batches by rank, with no item
     repeated, so a held-out NLL summed over the ranks is the single-process figure. The CLI turns Lightning's
     own sampler injection off (``trainer.use_distributed_sampler: false``) for this.
+
+    Training loaders are :class:`~melodylm.data.windows.ResumableLoader`s: their position is in every
+    checkpoint, and a run resumed mid-epoch is served the batches the killed run would have been served next.
     """
 
     def _eval_loader(self, split: str) -> DataLoader:
@@ -67,20 +72,21 @@ class HeldOutSplits(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def shuffled(self, dataset, seed: int = 0) -> dict:
-        """DataLoader keywords that shuffle ``dataset``: this rank's shard of it under DDP."""
-        rank, world = self.shard()
-        if world == 1:
-            return {"shuffle": True}
-        return {"sampler": DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)}
+    def shuffled(self, dataset, batch_size: int, seed: int = 0, **kwargs) -> ResumableLoader:
+        """Training batches of ``dataset`` in an order drawn from ``(seed, epoch)``: this rank's shard under DDP.
+        ``kwargs`` go to the DataLoader."""
+        batches = ShuffledBatches(dataset, batch_size, seed, *self.shard())
+        return ResumableLoader(dataset, batch_sampler=batches, generator=torch.Generator().manual_seed(seed), **kwargs)
 
     def sorted_batches(self, lengths, batch_size: int) -> LengthSortedBatches:
         """Held-out items in batches of similar length: this rank's batches under DDP."""
         return LengthSortedBatches(np.asarray(lengths), batch_size, *self.shard())
 
-    def streams(self, windows: WindowDataset, batch_size: int, seed: int) -> PieceStreams:
-        """Carried-state streams over ``windows``: this rank's rows under DDP."""
-        return PieceStreams(windows, batch_size, seed, *self.shard())
+    def streams(self, windows: WindowDataset, batch_size: int, seed: int, **kwargs) -> ResumableLoader:
+        """Carried-state streams over ``windows``: this rank's rows under DDP. ``kwargs`` go to the DataLoader."""
+        batches = PieceStreams(windows, batch_size, seed, *self.shard())
+        return ResumableLoader(windows, batch_sampler=batches, generator=torch.Generator().manual_seed(seed),
+                               **kwargs)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -101,7 +107,7 @@ class TokenDataModule(HeldOutSplits):
         carry_state: walk each training piece window by window in one batch row, the LSTM state carried from
             window to window (:class:`~melodylm.data.windows.PieceStreams`), so training sees the contexts
             whole pieces are scored and sampled with; off: shuffled windows, each from the zero state.
-        seed: the carried streams' shuffling seed.
+        seed: the shuffling seed of the training batches (of the carried streams' rounds).
     """
 
     def __init__(
@@ -142,9 +148,8 @@ class TokenDataModule(HeldOutSplits):
         windows = WindowDataset(self.splits["train"], hp.seq_len, self.special, carry=hp.carry_state)
         workers = dict(num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
         if hp.carry_state:
-            return DataLoader(windows, batch_sampler=self.streams(windows, hp.batch_size, hp.seed), **workers)
-        return DataLoader(windows, batch_size=hp.batch_size, drop_last=False, **self.shuffled(windows, hp.seed),
-                          **workers)
+            return self.streams(windows, hp.batch_size, hp.seed, **workers)
+        return self.shuffled(windows, hp.batch_size, hp.seed, **workers)
 
     def _eval_loader(self, split: str) -> DataLoader:
         pieces = self.splits[split]
@@ -228,7 +233,7 @@ class PairDataModule(HeldOutSplits):
     def train_dataloader(self) -> DataLoader:
         bar = self.tokenizer.vocab.get("Bar_None")
         train = PairDataset(self.splits["train"], self.special, self.hparams.max_len, bar)
-        return DataLoader(train, batch_size=self.hparams.batch_size, collate_fn=self._collate(), **self.shuffled(train))
+        return self.shuffled(train, self.hparams.batch_size, collate_fn=self._collate())
 
     def _eval_loader(self, split: str) -> DataLoader:
         pairs = self.splits[split]
@@ -284,8 +289,7 @@ class BeatDataModule(HeldOutSplits):
             raise UserError(f"no training pairs in {self.settings.root}")
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["train"], batch_size=self.hparams.batch_size, collate_fn=collate_beats,
-                          **self.shuffled(self.splits["train"]))
+        return self.shuffled(self.splits["train"], self.hparams.batch_size, collate_fn=collate_beats)
 
     def _eval_loader(self, split: str) -> DataLoader:
         items = self.splits[split]
@@ -312,7 +316,7 @@ class RollDataModule(HeldOutSplits):
         frames_per_beat: the grid of the data (JSB 1: quarter notes; Nottingham 2: eighth notes); it sets
             the tempo of the MIDI that sampling writes.
         max_pieces: use only the first N pieces of each split (quick checks).
-        seed: the carried streams' shuffling seed.
+        seed: the shuffling seed of the training batches (of the carried streams' rounds).
 
     Every piece is checked to convert losslessly (roll -> tokens -> roll, roll -> MIDI -> roll) on load.
     """
@@ -359,8 +363,8 @@ class RollDataModule(HeldOutSplits):
         hp = self.hparams
         windows = TransposedWindows(self.pieces["train"], hp.seq_len, tuple(hp.transpose), carry=hp.carry_state)
         if hp.carry_state:
-            return DataLoader(windows, batch_sampler=self.streams(windows, hp.batch_size, hp.seed))
-        return DataLoader(windows, batch_size=hp.batch_size, **self.shuffled(windows, hp.seed))
+            return self.streams(windows, hp.batch_size, hp.seed)
+        return self.shuffled(windows, hp.batch_size, hp.seed)
 
     def _eval_loader(self, split: str) -> DataLoader:
         pieces = self.pieces[split]
@@ -417,7 +421,7 @@ class PlaylistDataModule(HeldOutSplits):
 
     def train_dataloader(self):
         train = self.splits["train"]
-        return DataLoader(train, batch_size=self.hparams.batch_size, collate_fn=self.collate, **self.shuffled(train))
+        return self.shuffled(train, self.hparams.batch_size, collate_fn=self.collate)
 
     def _eval_loader(self, split: str) -> DataLoader:
         items = self.splits[split]  # in file order (equal keys), this rank's batches under DDP

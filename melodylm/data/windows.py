@@ -10,13 +10,17 @@ With :class:`PieceStreams` as the batch sampler, training instead walks every
 piece window by window in one batch row, the model carrying its state from
 one window to the next (truncated backpropagation through time), so it learns
 from contexts as long as the pieces it is scored on.
+
+Training loaders are :class:`ResumableLoader`s over :class:`ShuffledBatches` or
+:class:`PieceStreams`: a run killed mid-epoch and resumed from its checkpoint
+is served the batches the killed run would have been served next.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from melodylm.data import pianoroll as PR
 from melodylm.data.store import Pieces
@@ -97,12 +101,98 @@ class PieceStreams(torch.utils.data.Sampler):
         self.windows.visits[p] = self.windows.visits.get(p, 0) + 1
         return p
 
+    def _next(self) -> list[int]:
+        for row in self.rows:
+            if not row:
+                row.extend(self.by_piece[self._deal()])
+        return [row.pop(0) for row in self.rows]
+
+    def replay(self, batches: int) -> None:
+        """Deal ``batches`` batches and drop them (no data is loaded): from a new sampler, the rows, round and
+        visits a run had after serving that many batches, over all its epochs."""
+        for _ in range(batches):
+            self._next()
+
     def __iter__(self):
         for _ in range(len(self)):
-            for row in self.rows:
-                if not row:
-                    row.extend(self.by_piece[self._deal()])
-            yield [row.pop(0) for row in self.rows]
+            yield self._next()
+
+
+class ShuffledBatches(torch.utils.data.Sampler):
+    """Batches of ``batch_size`` items of ``dataset`` in a shuffled order drawn from ``(seed, epoch)``.
+
+    ``sampler`` is the ``DistributedSampler`` that draws the order, over every item at ``world`` 1 and over this
+    rank's share under DDP (the last items repeated to even the shares, as Lightning's own sampler does); the
+    trainer sets its epoch (``sampler.set_epoch``) before each epoch. The first ``skip`` batches of the next pass
+    are left out, their indices only drawn: a run resumed mid-epoch is served the rest of the epoch.
+    """
+
+    def __init__(self, dataset, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1):
+        self.sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        self.batch_size, self.skip = batch_size, 0
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def __iter__(self):
+        order, skip, self.skip = list(self.sampler), self.skip, 0
+        for start in range(skip * self.batch_size, len(order), self.batch_size):
+            yield order[start : start + self.batch_size]
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader over a :class:`ShuffledBatches` or :class:`PieceStreams` batch sampler whose
+    position Lightning checkpoints, so that a run resumed mid-epoch is served what the killed run would have been.
+
+    Lightning saves ``state_dict()`` in every checkpoint (``loops.fit_loop.state_dict.combined_loader``) and gives
+    it to ``load_state_dict`` on resume. The position counts the batches handed to the training loop (not the
+    ones dealt ahead for worker processes): ``served`` over all epochs, ``epoch_start`` (``served`` when the
+    epoch began) and the sampler's ``epoch``. The next pass after a load then starts where the killed run was:
+    shuffled batches skip the part of the epoch already served (a new epoch, when the trainer has moved on,
+    starts at its beginning); carried streams deal again, without loading data, as many batches as were served,
+    so their rows, rounds and ``visits`` are the killed run's. That is exact with ``num_workers`` 0, and with
+    workers unless ``limit_train_batches`` cuts epochs short (the workers of a cut epoch have dealt batches that
+    are never served).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.served = 0  # batches handed to the training loop, over all epochs
+        self.epoch_start = 0  # ``served`` when this epoch's pass began
+        self._loaded: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {"served": self.served, "epoch_start": self.epoch_start,
+                "epoch": getattr(self.batch_sampler, "epoch", None)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._loaded = dict(state)
+
+    def _resume(self, state: dict) -> None:
+        """Set the batch sampler at the position ``state`` describes (run at the first batch, once the trainer has
+        set the epoch)."""
+        batches = self.batch_sampler
+        self.served, self.epoch_start = state["served"], state["epoch_start"]
+        if isinstance(batches, PieceStreams):
+            batches.replay(self.served)
+        elif getattr(batches, "epoch", None) == state["epoch"]:
+            batches.skip = self.served - self.epoch_start
+        else:
+            self.epoch_start = self.served
+
+    def __iter__(self):
+        state, self._loaded = self._loaded, None
+        if state is None:
+            self.epoch_start = self.served
+        else:
+            self._resume(state)
+        for batch in super().__iter__():
+            self.served += 1
+            yield batch
 
 
 class PieceDataset(Dataset):

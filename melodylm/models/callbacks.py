@@ -3,6 +3,8 @@
 :class:`SampleDashboard` samples a few pieces after validation and logs them to
 wandb (piano rolls, audio, MIDI artifact, a table of music metrics), so a run's
 page shows how the music changes epoch by epoch, next to ``val/nll_token``.
+:class:`StepCheckpoint` writes ``last.ckpt`` every N steps, so a killed run
+resumes from at most N steps back.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from symusic import Score
@@ -28,6 +31,27 @@ from melodylm.evaluation.music import piece_metrics
 from melodylm.render import pianoroll_png, write_midi
 
 log = logging.getLogger(__name__)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` in ``dirpath`` every ``every_n_train_steps`` training steps, so a run killed at any point
+    resumes (``--ckpt_path last``) from at most that many steps back, mid-epoch (the loader's position, the
+    carried state and the random state are in the checkpoint).
+
+    With ``save_top_k`` 0 (the default) it keeps no other file (``-1``: also every ``filename`` checkpoint).
+    Unlike Lightning's ``ModelCheckpoint`` it does not write ``last.ckpt`` once more when training ends: the
+    presets' best-checkpoint callback, which shares ``last.ckpt`` with it (both with
+    ``enable_version_counter: false``), writes it after every validation.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 200, save_top_k: int = 0,
+                 filename: str | None = None, auto_insert_metric_name: bool = True):
+        super().__init__(dirpath=dirpath, filename=filename, every_n_train_steps=every_n_train_steps,
+                         save_top_k=save_top_k, save_last=True, enable_version_counter=False,
+                         auto_insert_metric_name=auto_insert_metric_name)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pass
 
 
 class SampleDashboard(L.Callback):

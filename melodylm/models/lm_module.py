@@ -64,4 +64,15 @@ class LanguageModelModule(TrainingSteps):
         if carry is None or fresh.all():
             return None
         keep = (~fresh).to(self.model.head.weight.dtype)[None, :, None]  # (layers, batch, hidden) broadcast
-        return map_state(lambda s: s * keep, carry)
+        return map_state(lambda s: s.to(keep.device) * keep, carry)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Also the state the last carried batch left (``carried_state``: ``h`` or ``(h, c)``, each
+        ``(num_layers, batch, hidden_size)``), so a run resumed mid-epoch continues its rows from where they were."""
+        super().on_save_checkpoint(checkpoint)
+        if self._carry is not None:
+            checkpoint["carried_state"] = self._carry
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._carry = checkpoint.get("carried_state")
