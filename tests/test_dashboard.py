@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from symusic import Note, Score, Tempo, Track
 
 from melodylm.audio import render_wav, synthesizer
@@ -84,6 +85,23 @@ def test_bad_sampling_settings_fail_at_construction():
         SampleDashboard(temperature=0.0)
     with pytest.raises(ValueError):
         SampleDashboard(every_n_epochs=0)
+
+
+def test_the_dashboard_samples_the_training_model_itself(prepared, monkeypatch):
+    """No copy (to the CPU or anywhere): the decoder wraps the module being trained, on its device."""
+    from melodylm.data.datamodules import TokenDataModule
+    from melodylm.models import callbacks
+    from melodylm.models.components.rnn_lm import RecurrentLM
+
+    wrapped = []
+    real = callbacks.MusicLM
+    monkeypatch.setattr(callbacks, "MusicLM", lambda model, *args: wrapped.append(model) or real(model, *args))
+    dm = TokenDataModule(data_dir=str(prepared))
+    model = RecurrentLM(dm.vocab_size, 8, 16, 1, "lstm", 0.0, False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pieces = SampleDashboard(num_samples=2, max_tokens=16, min_notes=0).sample(model, dm)
+    assert len(wrapped) == 1 and wrapped[0] is model and len(pieces) == 2
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.mark.parametrize("training", [True, False])

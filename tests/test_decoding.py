@@ -164,3 +164,67 @@ def test_draw_follows_the_distribution_and_never_picks_banned_ids():
     freq = torch.bincount(picks, minlength=3).float() / len(picks)
     assert freq[2] == 0
     assert abs(float(freq[1]) - 0.75) < 0.015
+
+
+# --- the device: everything the core builds follows the model -------------------------------------------
+
+
+def _melody_lm(kind: str = "REMI"):
+    from melodylm.api.lm import MusicLM
+    from melodylm.data.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(kind)
+    torch.manual_seed(0)
+    return MusicLM(RecurrentLM(len(tok), embedding_dim=8, hidden_size=16, num_layers=2, dropout=0.0), tok)
+
+
+def _decode_everything(lm, procs_for) -> list:
+    """Sampling (bars limit, a primer), beam search and scoring, each with fresh processors."""
+    from melodylm.decoding.core import StopAt
+
+    primer = lm.decoder.sample(1, 6, procs_for(), seed=1)[0].ids
+    samples = lm.decoder.sample(3, StopAt(40, bars=2), procs_for(), seed=2, primer=primer)
+    beams = lm.decoder.beam_search(2, StopAt(12, seconds=4.0), procs_for(), primer=primer)
+    scores = lm.decoder.token_logprobs([s.ids for s in samples], primer=primer)
+    return [[s.ids for s in samples], [s.ids for s in beams], [lp.tolist() for lp in scores]]
+
+
+@pytest.mark.parametrize("kind", ["REMI", "MIDILike"])
+def test_decoding_builds_every_tensor_on_the_models_device(kind):
+    """With torch's default device set to ``meta``, a tensor the core, a processor or the timeline built without
+    following the (CPU) model would land on ``meta``: the first op mixing it with the model's output fails."""
+    lm = _melody_lm(kind)
+
+    def procs_for():
+        return lm.processors(min_notes=2, pitch_range=(60, 80), key="D major", monophonic=True,
+                             repetition_penalty=1.2, temperature=0.9, top_k=20, top_p=0.95, max_tokens=40)
+
+    expected = _decode_everything(lm, procs_for)
+    made = [procs_for() for _ in range(3)]  # built from the vocabulary beforehand, on the CPU
+    with torch.device("meta"):
+        assert torch.empty(1).device.type == "meta"
+        got = _decode_everything(lm, lambda: made.pop())
+    assert got == expected and any(got[0])
+
+
+def test_scoring_runs_on_the_models_device_and_follows_a_move():
+    decoder = _melody_lm().decoder
+    assert decoder.device.type == "cpu"
+    decoder.model.to("meta")  # no values: shapes and devices only
+    assert decoder.device.type == "meta"
+    (lp,) = decoder.token_logprobs([[5, 6, 7]], primer=[8])
+    assert lp.device.type == "meta" and lp.shape == (4,)
+
+
+def test_processors_move_their_tables_to_the_logits_device():
+    from melodylm.decoding import constraints as C
+    from melodylm.decoding.grammar import GrammarMask
+
+    lm = _melody_lm()
+    tok, vocab = lm.tokenizer, len(lm.tokenizer)
+    for proc in (GrammarMask(tok), C.PitchRange(tok, 60, 72), C.Monophonic(tok)):
+        ids = torch.tensor([[1, tok.vocab["Bar_None"]]])
+        on_cpu = proc(ids, torch.zeros(1, vocab))
+        out = proc(ids.to("meta"), torch.zeros(1, vocab, device="meta"))
+        assert out.device.type == "meta" and out.shape == on_cpu.shape
+        assert all(t.device.type == "meta" for t in vars(proc).values() if isinstance(t, torch.Tensor))

@@ -61,10 +61,20 @@ class MusicLM:
         self.tokenizer = tokenizer
         self.special = SpecialIds(tokenizer)
         self.decoder = Decoder(model, self.special.bos, self.special.eos, self.special.pad,
-                               timeline=lambda batch: Timeline(tokenizer, batch))
+                               timeline=lambda batch, device: Timeline(tokenizer, batch, device))
         self.notes_per_id = torch.as_tensor(note_counts(tokenizer))
         clean = (prepare_settings or {}).get("clean", {})
         self.clean = CleanOptions(**{**clean, "min_notes": 1, "max_seconds": float("inf")})
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model is; sampling and scoring run there."""
+        return self.decoder.device
+
+    def to(self, device: torch.device | str) -> "MusicLM":
+        """Move the model to ``device`` (e.g. ``"cuda"``); returns ``self``."""
+        self.model.to(device)
+        return self
 
     @classmethod
     def from_checkpoint(cls, meta: dict, weights: dict) -> "MusicLM":

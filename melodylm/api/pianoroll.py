@@ -44,6 +44,16 @@ class PianoRollLM:
         onsets[PR.FIRST_KEY : PR.FIRST_KEY + PR.KEYS] = 1  # a key token names a sounding key
         self.keys_per_id = onsets
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model is; sampling and scoring run there."""
+        return self.decoder.device
+
+    def to(self, device: torch.device | str) -> "PianoRollLM":
+        """Move the model to ``device`` (e.g. ``"cuda"``); returns ``self``."""
+        self.model.to(device)
+        return self
+
     @classmethod
     def from_checkpoint(cls, meta: dict, weights: dict) -> "PianoRollLM":
         """From a checkpoint's ``melodylm`` block and its module weights (:func:`melodylm.checkpoint.load`)."""

@@ -32,7 +32,8 @@ class ChordTagger:
         """The most likely chord label of each of ``beats`` quarter-note beats (default: the melody's)."""
         beats = num_beats(melody) if beats is None else beats
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(melody_beat_features(melody, beats))[None])
+            device = next(self.model.parameters()).device  # the features go where the model is
+            logits = self.model(torch.from_numpy(melody_beat_features(melody, beats))[None].to(device))
         return [self.labels[i] for i in logits[0].argmax(-1).tolist()]
 
     def harmonise(self, melody: Score) -> tuple[list[str], Score]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from melodylm.data.tokenizer import base_tokens
+from melodylm.decoding.processors import Tables
 
 NOTE_STARTS = ("Pitch", "PitchDrum", "NoteOn", "DrumOn")
 NOTE_ENDS = ("NoteOff", "DrumOff")
@@ -25,7 +26,7 @@ def _note_start_pitch(token: str) -> int | None:
     return int(value) if kind in NOTE_STARTS else None
 
 
-class PitchFilter:
+class PitchFilter(Tables):
     """Ban every id that would start a note whose MIDI pitch is not in ``allowed``.
 
     Note ends (``NoteOff``) are never banned, so notes already sounding can
@@ -51,6 +52,7 @@ class PitchFilter:
         )
 
     def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        self.follow(logits.device)
         return logits.masked_fill(self.banned, float("-inf"))
 
     def __and__(self, other: PitchFilter) -> PitchFilter:
@@ -128,7 +130,7 @@ def scale_pitch_classes(name: str) -> frozenset[int]:
     return frozenset((root + step) % 12 for step in SCALES[mode])
 
 
-class _Stateful:
+class _Stateful(Tables):
     """Base of processors that carry a per-row state from one decoding step to the next.
 
     The state (a dict of batch-first tensors) describes the history it was
@@ -141,7 +143,8 @@ class _Stateful:
     replaying the whole history, once. ``reset()`` forgets everything.
 
     Subclasses define ``_initial(batch) -> dict`` and ``_advance(state, tokens)``
-    (in place; ``tokens`` is ``(batch,)``).
+    (in place; ``tokens`` is ``(batch,)``). The tables and the state follow the
+    device of the history (:class:`~melodylm.decoding.processors.Tables`).
     """
 
     def reset(self) -> None:
@@ -150,6 +153,7 @@ class _Stateful:
         self._start = 0  # history length at the start of the run (BOS + primer)
 
     def _sync(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.follow(ids.device)
         seen = getattr(self, "_seen", None)
         if seen is None:
             return self._rebuild(ids)
@@ -303,7 +307,7 @@ class Monophonic(_Stateful):
 
     def _initial(self, batch: int) -> dict[str, torch.Tensor]:
         if self.kind == "MIDILike":
-            return {"count": torch.zeros(batch, 129, dtype=torch.long)}  # notes sounding per pitch
+            return {"count": torch.zeros(batch, 129, dtype=torch.long, device=self.col.device)}  # per pitch
         return {"time": self.time0.repeat(batch, 1)}
 
     def _advance(self, s: dict[str, torch.Tensor], tok: torch.Tensor) -> None:

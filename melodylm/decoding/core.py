@@ -6,6 +6,12 @@ sequence in one ``forward`` call, generation feeds one token per
 log-probabilities recorded while generating are the raw model's (before
 temperature or any processor), so ``token_logprobs(sample.ids)`` sums to
 ``sample.logprob`` (plus the final EOS term when the sample ended on EOS).
+
+Every tensor the core builds is on the model's device (that of its first
+parameter, looked up at each call, so a model moved after the decoder was
+made is followed); the processors move their tables to the device of the
+logits they get. Sampling draws its uniforms on the CPU, so a seed gives the
+same pieces on any device (up to float rounding).
 """
 
 from __future__ import annotations
@@ -64,14 +70,21 @@ class Decoder:
     """Wraps a language model with ``forward(ids, state)`` and ``step(ids, state)``.
 
     ``bos``, ``eos``, ``pad`` are the special token ids of its tokenizer;
-    ``timeline`` (a factory ``batch_size -> Timeline``) is needed only to stop
-    on bars or seconds.
+    ``timeline`` (a factory ``(batch_size, device) -> Timeline``) is needed only
+    to stop on bars or seconds.
     """
 
     def __init__(self, model: torch.nn.Module, bos: int, eos: int, pad: int, timeline=None):
         self.model, self.bos, self.eos, self.pad = model.eval(), bos, eos, pad
         self.timeline = timeline
-        self.never = torch.tensor([pad, bos])  # ids generation must never produce
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device (its first parameter's; the CPU for a model without parameters)."""
+        return next((p.device for p in self.model.parameters()), torch.device("cpu"))
+
+    def _never(self, device: torch.device) -> torch.Tensor:
+        return torch.tensor([self.pad, self.bos], device=device)  # ids generation must never produce
 
     # --- scoring -------------------------------------------------------------
 
@@ -85,12 +98,9 @@ class Decoder:
             return []
         head = [self.bos, *primer]
         width = len(head) + max(len(s) for s in sequences)
-        x = torch.full((len(sequences), width), self.pad, dtype=torch.long)
-        y = torch.full((len(sequences), width), self.pad, dtype=torch.long)
-        for i, s in enumerate(sequences):
-            full = [*head, *s, self.eos]
-            x[i, : len(full) - 1] = torch.tensor(full[:-1])
-            y[i, : len(full) - 1] = torch.tensor(full[1:])
+        rows = [[*head, *s, self.eos] + [self.pad] * (width - len(head) - len(s)) for s in sequences]
+        ids = torch.tensor(rows, dtype=torch.long, device=self.device)  # (batch, width + 1)
+        x, y = ids[:, :-1], ids[:, 1:]
         logits, _ = self.model(x)
         logp = logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         return [logp[i, len(head) - 1 : len(head) + len(s)].clone() for i, s in enumerate(sequences)]
@@ -99,22 +109,22 @@ class Decoder:
 
     def _prime(self, primer: list[int], batch: int):
         """Feed ``[BOS, *primer]`` in one call: the state after it and the next-token logits."""
-        prefix = torch.tensor([[self.bos, *primer]], dtype=torch.long)
+        prefix = torch.tensor([[self.bos, *primer]], dtype=torch.long, device=self.device)
         logits, state = self.model(prefix)  # once, then copied to every row
         if batch > 1 and logits.size(0) == batch:  # a model conditioned per row (seq2seq) answered for every row
             return logits[:, -1], state, prefix.expand(batch, -1)
-        state = _select_state(state, torch.zeros(batch, dtype=torch.long))
+        state = _select_state(state, torch.zeros(batch, dtype=torch.long, device=prefix.device))
         return logits[:, -1].expand(batch, -1), state, prefix.expand(batch, -1)
 
-    def _clock(self, stop: StopAt, batch: int, primer: list[int]):
-        """A Timeline advanced over the primer, or None when no bars/seconds limit is set."""
+    def _clock(self, stop: StopAt, batch: int, primer: list[int], device: torch.device):
+        """A Timeline on ``device`` advanced over the primer, or None when no bars/seconds limit is set."""
         if stop.bars is None and stop.seconds is None:
             return None
         if self.timeline is None:
             raise ValueError("stopping on bars or seconds needs a timeline (the tokenizer's)")
-        clock = self.timeline(batch)
+        clock = self.timeline(batch, device)
         for tok in primer:
-            clock.update(torch.full((batch,), tok, dtype=torch.long))
+            clock.update(torch.full((batch,), tok, dtype=torch.long, device=device))
         stop.origin = (int(clock.bar_count()[0]), float(clock.beats()[0]))
         return clock
 
@@ -122,7 +132,7 @@ class Decoder:
     def _crossing(clock, stop: StopAt) -> torch.Tensor:
         """Per row, after the clock took the new token: 0 inside the limits, 1 past bars, 2 past seconds."""
         bars0, beats0 = stop.origin
-        code = torch.zeros(clock.bars.shape, dtype=torch.long)
+        code = torch.zeros_like(clock.bars)
         if stop.seconds is not None:
             code = code.masked_fill((clock.beats() - beats0) * 60.0 / clock.tempo >= stop.seconds, 2)
         if stop.bars is not None:
@@ -147,19 +157,20 @@ class Decoder:
         stop = StopAt(stop) if isinstance(stop, int) else stop
         stop.check()
         primer = list(primer)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None  # a CPU one: see _draw
         logits, state, prefix = self._prime(primer, num)
-        start = prefix.size(1)
-        history = torch.full((num, start + stop.max_tokens), self.pad, dtype=torch.long)
+        device, start = prefix.device, prefix.size(1)
+        history = torch.full((num, start + stop.max_tokens), self.pad, dtype=torch.long, device=device)
         history[:, :start] = prefix
-        logprobs = torch.zeros(num, stop.max_tokens)
-        reason = torch.zeros(num, dtype=torch.long)  # index into REASONS; 0 = still running
-        clock = self._clock(stop, num, primer)
+        logprobs = torch.zeros(num, stop.max_tokens, device=device)
+        reason = torch.zeros(num, dtype=torch.long, device=device)  # index into REASONS; 0 = still running
+        clock = self._clock(stop, num, primer, device)
+        never = self._never(device)
         t = 0
         for t in range(stop.max_tokens):
             if t > 0:
                 logits, state = self.model.step(history[:, start + t - 1], state)
-            scores = P.apply(processors, history[:, : start + t], logits.index_fill(1, self.never, float("-inf")))
+            scores = P.apply(processors, history[:, : start + t], logits.index_fill(1, never, float("-inf")))
             nxt = scores.argmax(-1) if greedy else _draw(scores, generator)
             running = reason == 0
             nxt = nxt.masked_fill(~running, self.pad)
@@ -211,11 +222,12 @@ class Decoder:
         stop.check()
         primer = list(primer)
         logits, state, prefix = self._prime(primer, 1)
-        start = prefix.size(1)
+        device, start = prefix.device, prefix.size(1)
         history = prefix.clone()
-        scores = torch.zeros(1)
-        token_lp = torch.zeros(1, 0)
-        clock = self._clock(stop, 1, primer)
+        scores = torch.zeros(1, device=device)
+        token_lp = torch.zeros(1, 0, device=device)
+        clock = self._clock(stop, 1, primer, device)
+        never = self._never(device)
         finished: list[tuple[float, Sample]] = []
 
         def rank(total: float, length: int) -> float:
@@ -225,7 +237,7 @@ class Decoder:
             if t > 0:
                 logits, state = self.model.step(history[:, -1], state)
             logp = logits.log_softmax(-1)
-            allowed = P.apply(processors, history, logits.index_fill(1, self.never, float("-inf")))
+            allowed = P.apply(processors, history, logits.index_fill(1, never, float("-inf")))
             logp = logp.masked_fill(torch.isinf(allowed) & (allowed < 0), float("-inf"))
             cand = (scores.unsqueeze(-1) + logp).flatten()
             k = min(2 * beam_size, int(torch.isfinite(cand).sum()))
@@ -260,14 +272,15 @@ class Decoder:
                 break
             if not keep_rows:
                 break
-            idx = torch.tensor(keep_rows)
-            history = torch.cat([history[idx], torch.tensor(keep_toks).unsqueeze(-1)], dim=1)
-            token_lp = torch.cat([token_lp[idx], logp[idx, torch.tensor(keep_toks)].unsqueeze(-1)], dim=1)
-            scores = torch.tensor(keep_scores)
+            idx = torch.tensor(keep_rows, device=device)
+            toks = torch.tensor(keep_toks, device=device)
+            history = torch.cat([history[idx], toks.unsqueeze(-1)], dim=1)
+            token_lp = torch.cat([token_lp[idx], logp[idx, toks].unsqueeze(-1)], dim=1)
+            scores = torch.tensor(keep_scores, device=device)
             state = _select_state(state, idx)
             if clock is not None:
                 clock = clock.select(idx)
-                clock.update(torch.tensor(keep_toks))
+                clock.update(toks)
         else:  # the budget ran out with hypotheses still alive: they count too
             for r in range(history.size(0)):
                 ids = history[r, start:].tolist()
@@ -281,11 +294,13 @@ def _draw(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tens
     """One token per row from ``softmax(scores)`` by inverting the CDF with one uniform draw per row.
 
     (``torch.multinomial`` draws a number per vocabulary entry: half the cost
-    of a model step at batch 64.) A token of probability 0 is never drawn.
+    of a model step at batch 64.) A token of probability 0 is never drawn. The
+    uniforms come from ``generator`` (torch's global one if None) on the CPU,
+    then go to the device of ``scores``: one seed, the same draws everywhere.
     """
     probs = scores.softmax(-1)
     cum = probs.cumsum(-1)
-    u = torch.rand(cum.shape[0], 1, generator=generator) * cum[:, -1:]
+    u = torch.rand(cum.shape[0], 1, generator=generator, device="cpu").to(cum.device) * cum[:, -1:]
     nxt = torch.searchsorted(cum, u, right=True).clamp_max_(cum.shape[1] - 1).squeeze(-1)
     ok = probs.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) > 0
     return torch.where(ok, nxt, probs.argmax(-1))  # float edge at the very top of the CDF

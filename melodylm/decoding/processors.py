@@ -2,12 +2,28 @@
 
 ``ids`` is the history ``(batch, time)`` (BOS and any primer included) and
 ``logits`` the next-token scores ``(batch, vocab)``. A processor returns new
-logits and never modifies its input. Banned tokens get ``-inf``.
+logits and never modifies its input. Banned tokens get ``-inf``. A processor
+holding tables (:class:`Tables`) moves them to the device of the logits.
 """
 
 from __future__ import annotations
 
 import torch
+
+
+class Tables:
+    """Base of the processors that hold tensors built once (on the CPU): ``follow(device)`` moves every tensor
+    attribute to ``device``, once per change of device; a carried state (``reset()``) is then rebuilt there."""
+
+    def follow(self, device: torch.device) -> None:
+        if getattr(self, "_device", None) == device:
+            return
+        for name, value in list(vars(self).items()):
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
+        self._device = device
+        if hasattr(self, "reset"):
+            self.reset()
 
 
 class Temperature:
@@ -52,7 +68,7 @@ class TopP:
         return logits.masked_fill(drop, float("-inf"))
 
 
-class MinNotes:
+class MinNotes(Tables):
     """Forbid ``eos_id`` until the history holds at least ``n`` notes.
 
     ``notes_per_id[v]`` is how many notes token ``v`` encodes (1 for a Pitch
@@ -63,6 +79,7 @@ class MinNotes:
         self.n, self.eos_id, self.notes_per_id = n, eos_id, notes_per_id
 
     def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        self.follow(logits.device)
         notes = self.notes_per_id[ids].sum(-1)
         out = logits.clone()
         out[notes < self.n, self.eos_id] = float("-inf")

@@ -23,42 +23,43 @@ def _beats(value: str) -> float:
 
 
 class Timeline:
+    """Bars and beats reached by each of ``batch_size`` rows; its tables and state are on ``device``."""
+
     STATE = ("bars", "bar_start", "cur_bar_len", "cur_unit", "pos", "shifted")
 
-    def __init__(self, tokenizer, batch_size: int):
+    def __init__(self, tokenizer, batch_size: int, device: torch.device | str = "cpu"):
         expanded = base_tokens(tokenizer)
         names = sorted({t for toks in expanded for t in toks})
         index = {t: i for i, t in enumerate(names)}
         width = max(len(toks) for toks in expanded)
-        self.expand = torch.full((len(expanded), width), -1, dtype=torch.long)
-        for vid, toks in enumerate(expanded):
-            self.expand[vid, : len(toks)] = torch.tensor([index[t] for t in toks], dtype=torch.long)
         n = len(names)
-        self.is_bar = torch.zeros(n, dtype=torch.bool)
-        self.position = torch.full((n,), -1.0)  # position units within the bar
-        self.shift = torch.zeros(n)  # quarter beats
-        self.bar_len = torch.zeros(n)  # quarter beats of a TimeSig, 0 for other tokens
-        self.unit = torch.zeros(n)  # quarter beats per position unit under a TimeSig
+        is_bar, position, shift = [False] * n, [-1.0] * n, [0.0] * n  # position: units within the bar
+        bar_len, unit = [0.0] * n, [0.0] * n  # quarter beats of a TimeSig (0 for other tokens), per position unit
         per_beat = tokenizer.config.max_num_pos_per_beat
         for name, i in index.items():
             kind, _, value = name.partition("_")
             if kind == "Bar":
-                self.is_bar[i] = True
+                is_bar[i] = True
             elif kind == "Position":
-                self.position[i] = float(value)
+                position[i] = float(value)
             elif kind == "TimeShift":
-                self.shift[i] = _beats(value)
+                shift[i] = _beats(value)  # quarter beats
             elif kind == "TimeSig":
                 num, den = (int(x) for x in value.split("/"))
-                self.bar_len[i], self.unit[i] = num * 4 / den, 4 / den / per_beat
-        self.counts_bars = bool(self.is_bar.any())
+                bar_len[i], unit[i] = num * 4 / den, 4 / den / per_beat
+        expand = [[index[t] for t in toks] + [-1] * (width - len(toks)) for toks in expanded]
+        self.expand = torch.tensor(expand, dtype=torch.long, device=device)  # (vocab, width): base tokens, -1 after
+        self.is_bar = torch.tensor(is_bar, device=device)
+        self.position, self.shift, self.bar_len, self.unit = (
+            torch.tensor(v, device=device) for v in (position, shift, bar_len, unit))
+        self.counts_bars = any(is_bar)
         self.tempo = float(getattr(tokenizer, "default_tempo", 120.0))
-        self.bars = torch.zeros(batch_size, dtype=torch.long)
-        self.bar_start = torch.zeros(batch_size)
-        self.cur_bar_len = torch.full((batch_size,), 4.0)
-        self.cur_unit = torch.full((batch_size,), 1.0 / per_beat)
-        self.pos = torch.zeros(batch_size)
-        self.shifted = torch.zeros(batch_size)
+        self.bars = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.bar_start = torch.zeros(batch_size, device=device)
+        self.cur_bar_len = torch.full((batch_size,), 4.0, device=device)
+        self.cur_unit = torch.full((batch_size,), 1.0 / per_beat, device=device)
+        self.pos = torch.zeros(batch_size, device=device)
+        self.shifted = torch.zeros(batch_size, device=device)
 
     def update(self, tokens: torch.Tensor) -> None:
         """Advance every row by one token id; ``tokens`` is ``(batch,)``."""

@@ -9,7 +9,6 @@ resumes from at most N steps back.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -147,14 +146,12 @@ class SampleDashboard(L.Callback):
     def sample(self, model: torch.nn.Module, datamodule) -> list[tuple[Sample, Score]]:
         """``num_samples`` pieces and their scores; ``model`` is left in the train/eval mode it was in.
 
-        A model off the CPU is sampled from a CPU copy (the decoding core runs on CPU).
+        The model is sampled where it is, on its own device (no copy).
         """
         was_training = model.training
-        on_cpu = all(p.device.type == "cpu" for p in model.parameters())
-        net = model if on_cpu else copy.deepcopy(model).cpu()
         try:
             with torch.inference_mode():
-                lm = MusicLM(net, datamodule.tokenizer, getattr(datamodule, "prepare_settings", None))
+                lm = MusicLM(model, datamodule.tokenizer, getattr(datamodule, "prepare_settings", None))
                 return [(s, lm.to_score(s.ids)) for s in lm.sample(**self.settings)]
         finally:
             model.train(was_training)
