@@ -105,7 +105,7 @@ step "  checkpoint" test -f checkpoints/playlist-music21/last.ckpt
 
 # --- ../shared/data: the melody LM and its benchmarks, the prior, the piano-roll bench, seq2seq ----------------------
 if [ "$HAVE_SHARED" = 1 ]; then
-  step "make melody-lm (60 tunes, tiny)" "${MAKE[@]}" melody-lm FIT_ARGS="${TINY[*]} ${TINY_LM[*]} --data.init_args.seq_len 64"
+  step "make melody-lm (61 tunes, tiny)" "${MAKE[@]}" melody-lm FIT_ARGS="${TINY[*]} ${TINY_LM[*]} --data.init_args.seq_len 64"
   step "make bench-melody" "${MAKE[@]}" bench-melody
   step "  melody-nottingham.json" "${CHECK[@]}" json runs/melody-nottingham.json rows.0.nll_note rows.2.nll_note notes
   printf '%s\n' '{"id": "t1", "candidates": [{"acoustic": -1.0, "notes": [[0.0, 0.48, 62], [0.5, 0.98, 66]]}, {"acoustic": -1.2, "notes": [[0.0, 0.98, 62]]}]}' >lists.jsonl
