@@ -126,6 +126,7 @@ def test_corpus_pieces_pool_the_splits_and_drop_repeated_melodies(tmp_path, toke
     assert counts == {"pieces": 4, "duplicate_tokens": 1, "duplicate_intervals": 1, "used": 2, "notes": 5}
 
 
+@pytest.mark.slow
 def test_cross_validation_runs_one_fold(tmp_path, prepared):
     out = tmp_path / "cv"
     run_cli("bench", "melody", "--folds", "3", "--run-folds", "1", "--config", str(REPO / "configs" / "debug.yaml"),
