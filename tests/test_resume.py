@@ -74,7 +74,9 @@ def test_killed_fit_resumes_to_the_uninterrupted_weights(tmp_path, prepared, car
     resumed_from = read(folder / "last.ckpt")
     assert resumed_from["global_step"] == MID, "the run went past its checkpoint before the kill"
     assert MID % EPOCH and MID > EPOCH  # mid-epoch, after a whole epoch
-    assert ("carried_state" in resumed_from) == carry and "rng" in resumed_from
+    (position,) = resumed_from["loops"]["fit_loop"]["state_dict"]["combined_loader"]  # the training loader's
+    assert position["served"] == MID and position["served"] - position["epoch_start"] == MID - EPOCH
+    assert ("carried_state" in resumed_from) == carry and "rng" in position
 
     _finish(_fit(config, prepared, tmp_path / "killed", *extra, "--ckpt_path", "last"))
     straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
@@ -108,45 +110,77 @@ def _loader(carry: bool) -> ResumableLoader:
     return ResumableLoader(windows, batch_sampler=batches)
 
 
-def _epoch(loader: ResumableLoader, epoch: int):
-    """A pass over ``epoch``, the epoch set as the trainer sets it; yields the batches' inputs."""
-    if isinstance(loader.batch_sampler, ShuffledBatches):
-        loader.batch_sampler.sampler.set_epoch(epoch)
-    return (x for x, *_ in loader)
+def _train(loader: ResumableLoader, epoch: int, take: int | None = None) -> list[tuple[torch.Tensor, float]]:
+    """What training gets from a pass over ``epoch`` (the epoch set as the trainer sets it): each batch's inputs
+    and, after each, a draw from torch's generator (dropout's); ``take``: stop after that many batches."""
+    loader.batch_sampler.sampler.set_epoch(epoch)
+    out = []
+    for x, *_ in loader:
+        out.append((x, float(torch.rand(()))))
+        if len(out) == take:
+            break
+    return out
 
 
-def _take(it, n: int) -> list[torch.Tensor]:
-    return [next(it) for _ in range(n)]
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) and p == q for (x, p), (y, q) in zip(a, b))
 
 
 @pytest.mark.parametrize("carry", [False, True], ids=["shuffled", "carried"])
 def test_a_loaded_position_serves_what_the_first_loader_would_have(carry):
-    first = _loader(carry)
-    n = len(first)
+    torch.manual_seed(0)
+    straight = _loader(carry)
+    n = len(straight)
     assert n >= 4
-    epoch0 = list(_epoch(first, 0))
-    epoch1 = _epoch(first, 1)
-    _take(epoch1, 2)  # a whole epoch, then two batches of the next: killed here
-    state = first.state_dict()
-    assert state["served"] == n + 2 and state["served"] - state["epoch_start"] == 2
-    rest = list(epoch1)
+    want = _train(straight, 0) + _train(straight, 1) + _train(straight, 2)
 
+    torch.manual_seed(0)
+    killed = _loader(carry)
+    got = _train(killed, 0) + _train(killed, 1, take=2)  # killed two batches into the second epoch
+    state = killed.state_dict()
+    assert state["served"] == n + 2 and state["epoch_start"] == n and state["epoch"] == 1
+
+    torch.manual_seed(123)  # a new process
     again = _loader(carry)
     again.load_state_dict(state)
-    resumed = list(_epoch(again, 1))  # the rest of epoch 1 (a carried stream yields on; the trainer stops it)
-    assert len(resumed) == (n if carry else n - 2)
-    assert all(torch.equal(a, b) for a, b in zip(rest, resumed))
-    assert not all(torch.equal(a, b) for a, b in zip(rest, epoch0))  # not epoch 0 over again
-    if not carry:
-        assert again.state_dict() == first.state_dict()
-        assert all(torch.equal(a, b) for a, b in zip(_epoch(first, 2), _epoch(again, 2)))
+    got += _train(again, 1, take=n - 2) + _train(again, 2)
+    assert _same(got, want)
+    assert again.state_dict()["served"] == 3 * n
+
+    torch.manual_seed(123)
+    fresh = _loader(carry)  # without the position: not the rest of the epoch
+    assert not _same(_train(fresh, 1, take=n - 2), want[n + 2 : 2 * n])
 
 
-def test_a_position_saved_at_an_epoch_end_starts_the_next_epoch_whole():
-    first = _loader(carry=False)
-    list(_epoch(first, 0))
-    again = _loader(carry=False)
-    again.load_state_dict(first.state_dict())
-    first_1, again_1 = list(_epoch(first, 1)), list(_epoch(again, 1))
-    assert len(first_1) == len(again_1) == len(first)
-    assert all(torch.equal(a, b) for a, b in zip(first_1, again_1))
+@pytest.mark.parametrize("carry", [False, True], ids=["shuffled", "carried"])
+def test_a_position_saved_at_an_epoch_end_starts_the_next_epoch_whole(carry):
+    torch.manual_seed(0)
+    straight = _loader(carry)
+    want = _train(straight, 0) + _train(straight, 1)
+    torch.manual_seed(0)
+    killed = _loader(carry)
+    got = _train(killed, 0)
+    state = killed.state_dict()  # saved at the end of the first epoch
+    torch.manual_seed(123)
+    again = _loader(carry)
+    again.load_state_dict(state)
+    got += _train(again, 1)
+    assert _same(got, want)
+
+
+def test_uninterrupted_batches_are_a_plain_shuffling_dataloaders():
+    """One process: the order and the draws from torch's generator are ``DataLoader(shuffle=True)``'s."""
+    windows = _windows(carry=False)
+    torch.manual_seed(5)
+    plain = [x for _ in range(2) for x, in zip(torch.utils.data.DataLoader(windows, batch_size=3, shuffle=True))]
+    after_plain = torch.rand(())
+    torch.manual_seed(5)
+    ours = _loader(carry=False)
+    mine = [x for e in range(2) for x, in zip(_epoch_batches(ours, e))]
+    assert len(mine) == len(plain) and all(torch.equal(a[0], b[0]) for a, b in zip(plain, mine))
+    assert torch.equal(torch.rand(()), after_plain)
+
+
+def _epoch_batches(loader: ResumableLoader, epoch: int):
+    loader.batch_sampler.sampler.set_epoch(epoch)
+    return iter(loader)

@@ -73,10 +73,10 @@ class HeldOutSplits(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def shuffled(self, dataset, batch_size: int, seed: int = 0, **kwargs) -> ResumableLoader:
-        """Training batches of ``dataset`` in an order drawn from ``(seed, epoch)``: this rank's shard under DDP.
-        ``kwargs`` go to the DataLoader."""
-        batches = ShuffledBatches(dataset, batch_size, seed, *self.shard())
-        return ResumableLoader(dataset, batch_sampler=batches, generator=torch.Generator().manual_seed(seed), **kwargs)
+        """Shuffled training batches of ``dataset`` (:class:`~melodylm.data.windows.ShuffledBatches`; ``seed``
+        orders them under DDP): this rank's shard under DDP. ``kwargs`` go to the DataLoader."""
+        return ResumableLoader(dataset, batch_sampler=ShuffledBatches(dataset, batch_size, seed, *self.shard()),
+                               **kwargs)
 
     def sorted_batches(self, lengths, batch_size: int) -> LengthSortedBatches:
         """Held-out items in batches of similar length: this rank's batches under DDP."""
@@ -84,8 +84,7 @@ class HeldOutSplits(L.LightningDataModule):
 
     def streams(self, windows: WindowDataset, batch_size: int, seed: int, **kwargs) -> ResumableLoader:
         """Carried-state streams over ``windows``: this rank's rows under DDP. ``kwargs`` go to the DataLoader."""
-        batches = PieceStreams(windows, batch_size, seed, *self.shard())
-        return ResumableLoader(windows, batch_sampler=batches, generator=torch.Generator().manual_seed(seed),
+        return ResumableLoader(windows, batch_sampler=PieceStreams(windows, batch_size, seed, *self.shard()),
                                **kwargs)
 
     def val_dataloader(self) -> DataLoader:
@@ -107,7 +106,7 @@ class TokenDataModule(HeldOutSplits):
         carry_state: walk each training piece window by window in one batch row, the LSTM state carried from
             window to window (:class:`~melodylm.data.windows.PieceStreams`), so training sees the contexts
             whole pieces are scored and sampled with; off: shuffled windows, each from the zero state.
-        seed: the shuffling seed of the training batches (of the carried streams' rounds).
+        seed: the shuffling seed of the carried streams' rounds (and of the shuffled batches under DDP).
     """
 
     def __init__(
@@ -316,7 +315,7 @@ class RollDataModule(HeldOutSplits):
         frames_per_beat: the grid of the data (JSB 1: quarter notes; Nottingham 2: eighth notes); it sets
             the tempo of the MIDI that sampling writes.
         max_pieces: use only the first N pieces of each split (quick checks).
-        seed: the shuffling seed of the training batches (of the carried streams' rounds).
+        seed: the shuffling seed of the carried streams' rounds (and of the shuffled batches under DDP).
 
     Every piece is checked to convert losslessly (roll -> tokens -> roll, roll -> MIDI -> roll) on load.
     """

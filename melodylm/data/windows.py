@@ -88,6 +88,7 @@ class PieceStreams(torch.utils.data.Sampler):
         self.rows: list[list[int]] = [[] for _ in range(batch_size)]  # windows still to come, per row
         self.round: list[int] = []  # pieces not dealt yet in this round
         self.rounds = 0
+        self.epoch = 0
 
     def __len__(self) -> int:
         return -(-len(self.windows) // (len(self.rows) * self.world))
@@ -113,23 +114,36 @@ class PieceStreams(torch.utils.data.Sampler):
         for _ in range(batches):
             self._next()
 
+    @property
+    def sampler(self) -> "PieceStreams":
+        """Itself: the trainer sets the epoch of ``batch_sampler.sampler`` (the rows do not depend on it, the
+        :class:`ResumableLoader` does)."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def __iter__(self):
         for _ in range(len(self)):
             yield self._next()
 
 
 class ShuffledBatches(torch.utils.data.Sampler):
-    """Batches of ``batch_size`` items of ``dataset`` in a shuffled order drawn from ``(seed, epoch)``.
+    """Batches of ``batch_size`` items of ``dataset``, in a new shuffled order at every pass.
 
-    ``sampler`` is the ``DistributedSampler`` that draws the order, over every item at ``world`` 1 and over this
-    rank's share under DDP (the last items repeated to even the shares, as Lightning's own sampler does); the
-    trainer sets its epoch (``sampler.set_epoch``) before each epoch. The first ``skip`` batches of the next pass
-    are left out, their indices only drawn: a run resumed mid-epoch is served the rest of the epoch.
+    On one process the order is the one ``DataLoader(shuffle=True)`` serves (torch's ``RandomSampler``: a
+    permutation seeded by one draw from torch's global generator, ``draw``), so a run repeats batch for batch
+    what it trained on before; under DDP it is this rank's share of ``DistributedSampler``'s order for
+    ``(seed, epoch)`` (the last items repeated to even the shares). ``sampler`` is that ``DistributedSampler``:
+    the trainer sets its epoch before each epoch. ``resume(draw, skip)``: the next pass takes the order of
+    ``draw`` (none: a new one) and leaves out its first ``skip`` batches, their indices only drawn.
     """
 
     def __init__(self, dataset, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1):
         self.sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-        self.batch_size, self.skip = batch_size, 0
+        self.batch_size, self.world = batch_size, world
+        self.draw: int | None = None  # the seed of this pass's order (one process)
+        self._resume: tuple[int | None, int] = (None, 0)
 
     @property
     def epoch(self) -> int:
@@ -138,8 +152,18 @@ class ShuffledBatches(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return -(-len(self.sampler) // self.batch_size)
 
+    def resume(self, draw: int | None, skip: int) -> None:
+        self._resume = (draw, skip)
+
+    def _order(self, draw: int | None) -> list[int]:
+        if self.world > 1:
+            return list(self.sampler)
+        self.draw = int(torch.empty((), dtype=torch.int64).random_().item()) if draw is None else draw
+        return torch.randperm(len(self.sampler), generator=torch.Generator().manual_seed(self.draw)).tolist()
+
     def __iter__(self):
-        order, skip, self.skip = list(self.sampler), self.skip, 0
+        (draw, skip), self._resume = self._resume, (None, 0)
+        order = self._order(draw)
         for start in range(skip * self.batch_size, len(order), self.batch_size):
             yield order[start : start + self.batch_size]
 
@@ -150,13 +174,17 @@ class ResumableLoader(DataLoader):
 
     Lightning saves ``state_dict()`` in every checkpoint (``loops.fit_loop.state_dict.combined_loader``) and gives
     it to ``load_state_dict`` on resume. The position counts the batches handed to the training loop (not the
-    ones dealt ahead for worker processes): ``served`` over all epochs, ``epoch_start`` (``served`` when the
-    epoch began) and the sampler's ``epoch``. The next pass after a load then starts where the killed run was:
-    shuffled batches skip the part of the epoch already served (a new epoch, when the trainer has moved on,
-    starts at its beginning); carried streams deal again, without loading data, as many batches as were served,
-    so their rows, rounds and ``visits`` are the killed run's. That is exact with ``num_workers`` 0, and with
-    workers unless ``limit_train_batches`` cuts epochs short (the workers of a cut epoch have dealt batches that
-    are never served).
+    ones dealt ahead for worker processes): ``served`` over all epochs and ``epoch_start`` (``served`` when the
+    epoch began), with the sampler's ``epoch``, the order's ``draw`` and torch's random state at the save. The
+    first pass after a load starts where the killed run was: in the same epoch, shuffled batches take the
+    saved order and skip the batches already served; carried streams deal again, without loading data, as many
+    batches as were served, so their rows, rounds and ``visits`` are the killed run's. torch's random state is
+    set back just before the first batch is fetched, after what the pass draws from it itself, so dropout and
+    random transpositions continue as in the killed run. Uninterrupted, it serves what a plain ``DataLoader``
+    over the same sampler serves, with the same draws from torch's generator.
+
+    Exact with ``num_workers`` 0; with workers, unless ``limit_train_batches`` cuts epochs short (their workers
+    have dealt carried batches that are never served) or the dataset draws random numbers in the workers.
     """
 
     def __init__(self, *args, **kwargs):
@@ -166,33 +194,60 @@ class ResumableLoader(DataLoader):
         self._loaded: dict | None = None
 
     def state_dict(self) -> dict:
-        return {"served": self.served, "epoch_start": self.epoch_start,
-                "epoch": getattr(self.batch_sampler, "epoch", None)}
+        batches = self.batch_sampler
+        return {"served": self.served, "epoch_start": self.epoch_start, "epoch": getattr(batches, "epoch", None),
+                "draw": getattr(batches, "draw", None), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self._loaded = dict(state)
-
-    def _resume(self, state: dict) -> None:
-        """Set the batch sampler at the position ``state`` describes (run at the first batch, once the trainer has
-        set the epoch)."""
-        batches = self.batch_sampler
-        self.served, self.epoch_start = state["served"], state["epoch_start"]
-        if isinstance(batches, PieceStreams):
-            batches.replay(self.served)
-        elif getattr(batches, "epoch", None) == state["epoch"]:
-            batches.skip = self.served - self.epoch_start
-        else:
-            self.epoch_start = self.served
 
     def __iter__(self):
         state, self._loaded = self._loaded, None
         if state is None:
             self.epoch_start = self.served
+            batches = super().__iter__()
         else:
-            self._resume(state)
-        for batch in super().__iter__():
+            batches = self._resumed(state)
+        for batch in batches:
             self.served += 1
             yield batch
+
+    def _resumed(self, state: dict):
+        """The first pass after a load (run at its first batch, once the trainer has set the epoch)."""
+        sampler = self.batch_sampler
+        self.served = state["served"]
+        same_epoch = getattr(sampler, "epoch", None) == state["epoch"]
+        self.epoch_start = state["epoch_start"] if same_epoch else self.served
+        if isinstance(sampler, PieceStreams):
+            sampler.replay(self.served)
+        else:
+            sampler.resume(state["draw"] if same_epoch else None, self.served - self.epoch_start)
+        if not same_epoch:  # the killed run would have begun this epoch after its save: draw what it drew
+            set_rng_state(state["rng"])
+            return super().__iter__()
+        generator, self.generator = self.generator, torch.Generator()  # the killed run drew the pass's seed
+        try:
+            batches = super().__iter__()
+        finally:
+            self.generator = generator
+        set_rng_state(state["rng"])
+        return batches
+
+
+def rng_state() -> dict:
+    """torch's random state, CPU and (when initialised) CUDA, as tensors a ``weights_only`` load accepts.
+    numpy's and Python's global states are not kept: the samplers and datasets seed their own."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Set torch's random state back to one :func:`rng_state` took."""
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 class PieceDataset(Dataset):

@@ -114,34 +114,9 @@ class TrainingSteps(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["melodylm"] = block(self.checkpoint_kind, self.model.config, **self.checkpoint_fields())
-        checkpoint["rng"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         dm = self._datamodule()
         fingerprint = getattr(dm, "tokenizer_fingerprint", None)
         if fingerprint is not None:  # resuming or testing on data tokenized otherwise is refused
             check_tokenizer_matches(checkpoint, fingerprint, str(getattr(dm, "root", "the data")))
-        self._rng_to_restore = checkpoint.get("rng")
-
-    def on_train_start(self) -> None:
-        """On resume, torch's random state (dropout, random transpositions) is set back to the killed run's at its
-        checkpoint, after the sanity check and the loaders' setup, just before the first batch is fetched."""
-        state, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
-        if state is not None:
-            set_rng_state(state)
-
-
-def rng_state() -> dict:
-    """torch's random state, CPU and (when present) CUDA, as tensors a ``weights_only`` load accepts. numpy's and
-    Python's global states are not kept: nothing in training draws from them (the samplers seed their own)."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Set torch's random state back to one :func:`rng_state` took."""
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
