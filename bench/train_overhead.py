@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import REPO, machine, table
-from melodylm.data.windows import IGNORE, TokenDataModule
+from melodylm.data.datamodules import TokenDataModule
+from melodylm.data.windows import IGNORE
 from melodylm.models.components.rnn_lm import RecurrentLM
 from melodylm.models.lm_module import LanguageModelModule
 
