@@ -379,8 +379,7 @@ def cross_validate(data: str | Path, config: str | Path, out: str | Path, folds:
         out.mkdir(parents=True, exist_ok=True)
         (out / "folds.json").write_text(json.dumps(results, indent=2) + "\n")
     for name, s in results["summary"].items():
-        log.info("%-34s %.3f ± %.3f bits/pitch over %d folds (pooled %.3f)", name, s["mean"], s["std"], s["folds"],
-                 s["pooled"])
+        log.info("%-34s %.3f ± %.3f over %d folds (pooled %.3f)", name, s["mean"], s["std"], s["folds"], s["pooled"])
     log.info("wrote %s", out / "folds.json")
     return results
 
@@ -441,7 +440,7 @@ def _summary(per_fold: list[dict]) -> dict:
     out = {}
     for name, key in (("LSTM", "lstm_test_bits_pitch"), ("Kneser-Ney (same training folds)", "kn_test_bits_pitch"),
                       ("Kneser-Ney (refitted on K-1 folds)", "kn_refit_test_bits_pitch"),
-                      ("LSTM, all tokens (bits/note)", "lstm_test_bits_note")):
+                      ("LSTM, all tokens (bits/note)", "lstm_test_bits_note")):  # bits per pitch but the last
         values = np.array([f[key] for f in per_fold])
         notes = np.array([f["test_notes"] for f in per_fold])
         out[name] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
