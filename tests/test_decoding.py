@@ -37,6 +37,15 @@ def test_top_p_keeps_smallest_nucleus():
     assert kept(P.TopP(1.0)(IDS, LOGITS)) == [0, 1, 2, 3, 4]
 
 
+def test_truncation_spares_the_end_token():
+    """id 4 (p 0.012) is the end token: top-k and top-p cut it without ``keep``, never with it."""
+    assert kept(P.TopK(2, keep=(4,))(IDS, LOGITS)) == [1, 2, 4]
+    assert kept(P.TopP(0.7, keep=(4,))(IDS, LOGITS)) == [1, 2, 4]
+    assert kept(P.TopP(0.7, keep=(1,))(IDS, LOGITS)) == [1, 2]  # kept anyway: nothing changes
+    shape = P.sampling_shape(top_k=3, top_p=0.5, keep=(4,))
+    assert [p.keep for p in shape[1:]] == [(4,), (4,)]
+
+
 def test_min_notes_blocks_eos_until_enough_notes():
     notes_per_id = torch.tensor([0, 1, 0, 0, 0])  # id 1 is a Pitch token, id 4 is EOS
     proc = P.MinNotes(2, eos_id=4, notes_per_id=notes_per_id)
@@ -46,7 +55,7 @@ def test_min_notes_blocks_eos_until_enough_notes():
 
 def test_processors_do_not_modify_input():
     before = LOGITS.clone()
-    for proc in (P.Temperature(0.5), P.TopK(2), P.TopP(0.6), P.MinNotes(5, 4, torch.zeros(5, dtype=torch.long))):
+    for proc in (P.Temperature(0.5), P.TopK(2, keep=(4,)), P.TopP(0.6, keep=(4,)), P.MinNotes(5, 4, torch.zeros(5, dtype=torch.long))):
         proc(IDS, LOGITS)
     torch.testing.assert_close(LOGITS, before)
 

@@ -124,7 +124,8 @@ class MusicLM:
             procs.append(pitch_filters[0] if len(pitch_filters) == 1 else pitch_filters[0] & pitch_filters[1])
         if monophonic:
             procs.append(C.Monophonic(self.tokenizer))
-        return procs + P.sampling_shape(temperature, top_k, top_p, repetition_penalty, sampling)
+        return procs + P.sampling_shape(temperature, top_k, top_p, repetition_penalty, sampling,
+                                         keep=(self.special.eos,))
 
     def sample(
         self,

@@ -95,7 +95,7 @@ class PianoRollLM:
             raise UserError(f"a piano-roll model does not take {', '.join(refused)} "
                             "(it samples frame tokens: use --max-tokens, --temperature, --top-k, --top-p)")
         procs = [P.MinNotes(min_notes, PR.EOS, self.keys_per_id)] if min_notes > 0 else []
-        return procs + P.sampling_shape(temperature, top_k, top_p, repetition_penalty, sampling)
+        return procs + P.sampling_shape(temperature, top_k, top_p, repetition_penalty, sampling, keep=(PR.EOS,))
 
     # --- tokens <-> music ----------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser, max_tokens: int = 51
     g = parser.add_argument_group("sampling")
     g.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 is more conservative (default 1)")
     g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
-    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off); top-k and top-p never cut the end token")
     g.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages recently used tokens (1: off)")
     g.add_argument("--greedy", action="store_true", help="always take the most likely token")
     g.add_argument("--beam", type=int, default=0, metavar="SIZE", help="beam search with this beam size: the most likely continuations")

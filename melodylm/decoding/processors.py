@@ -38,34 +38,49 @@ class Temperature:
         return logits / self.t
 
 
-class TopK:
-    """Keep the ``k`` highest logits per row (ties at the k-th value are kept)."""
+def _spare(drop: torch.Tensor, keep: tuple[int, ...]) -> torch.Tensor:
+    """``drop`` (batch, vocab) with the columns ``keep`` never dropped."""
+    if not keep:
+        return drop
+    drop = drop.clone()
+    drop[:, list(keep)] = False
+    return drop
 
-    def __init__(self, k: int):
+
+class TopK:
+    """Keep the ``k`` highest logits per row (ties at the k-th value are kept), and the ids in ``keep``.
+
+    ``keep`` is for the end token: truncation is meant to cut a distribution's unreliable tail of notes, but the
+    end token's probability is a length decision spread over many possible ending points, low at each; cut
+    there, it would make every piece run on to the token budget.
+    """
+
+    def __init__(self, k: int, keep: tuple[int, ...] = ()):
         if k < 1:
             raise ValueError(f"top-k needs k >= 1, got {k}")
-        self.k = k
+        self.k, self.keep = k, tuple(keep)
 
     def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         k = min(self.k, logits.size(-1))
         kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-        return logits.masked_fill(logits < kth, float("-inf"))
+        return logits.masked_fill(_spare(logits < kth, self.keep), float("-inf"))
 
 
 class TopP:
-    """Nucleus sampling: keep the smallest set of tokens whose probability reaches ``p``."""
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches ``p``, and the ids in ``keep``
+    (the end token; see :class:`TopK`)."""
 
-    def __init__(self, p: float):
+    def __init__(self, p: float, keep: tuple[int, ...] = ()):
         if not 0 < p <= 1:
             raise ValueError(f"top-p needs 0 < p <= 1, got {p}")
-        self.p = p
+        self.p, self.keep = p, tuple(keep)
 
     def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         probs = sorted_logits.softmax(-1)
         drop_sorted = (probs.cumsum(-1) - probs) >= self.p  # mass before this token already reaches p
         drop = drop_sorted.scatter(-1, order, drop_sorted)
-        return logits.masked_fill(drop, float("-inf"))
+        return logits.masked_fill(_spare(drop, self.keep), float("-inf"))
 
 
 class MinNotes(Tables):
@@ -116,9 +131,10 @@ class RepetitionPenalty:
 
 
 def sampling_shape(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                   repetition_penalty: float = 1.0, sampling: bool = True) -> list:
+                   repetition_penalty: float = 1.0, sampling: bool = True, keep: tuple[int, ...] = ()) -> list:
     """The processors that shape a distribution for sampling, after any constraint: the repetition penalty,
-    then (when ``sampling``; greedy and beam search leave them out) temperature, top-k and top-p."""
+    then (when ``sampling``; greedy and beam search leave them out) temperature, top-k and top-p, which never
+    cut the ids in ``keep`` (the end token)."""
     if not 0 < top_p <= 1:
         raise ValueError(f"top-p must be in (0, 1] (1: off), got {top_p}")
     if top_k < 0:
@@ -129,7 +145,7 @@ def sampling_shape(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
     if sampling:
         procs.append(Temperature(temperature))
         if top_k:
-            procs.append(TopK(top_k))
+            procs.append(TopK(top_k, keep))
         if top_p < 1.0:
-            procs.append(TopP(top_p))
+            procs.append(TopP(top_p, keep))
     return procs
