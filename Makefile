@@ -23,9 +23,9 @@ $(STAMP): $(ROOT)/pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/melodylm prepare $(CORPUS) --melody --transpose 3 --out $(DATA)
-	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config configs/quickstart.yaml --data.init_args.data_dir $(DATA)
-	$(BIN)/melodylm sample --ckpt checkpoints/quickstart --num 8 --seed 0 --top-p 0.95 --max-tokens 640 --out $(SAMPLES)
+	$(BIN)/melodylm prepare $(CORPUS) --melody --out $(DATA)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config $(CONFIGS)/quickstart.yaml --data.init_args.data_dir $(DATA) $(FIT_ARGS)
+	$(BIN)/melodylm sample --ckpt checkpoints/quickstart --num 8 --seed 0 --top-p 0.85 --max-tokens 640 --out $(SAMPLES)
 	@echo "Samples (MIDI + piano-roll PNG + JSON) are in $(SAMPLES)/"
 
 test: $(STAMP)
