@@ -138,3 +138,4 @@ def test_cross_validation_runs_one_fold(tmp_path, prepared):
     assert 0 < fold["kn_test_bits_pitch"] < math.log2(88)
     assert fold["lstm_test_bits_note"] > fold["lstm_test_bits_pitch"] > 0
     assert results["summary"]["LSTM"]["folds"] == 1
+    assert json.loads((out / "fold-0" / "result.json").read_text()) == fold  # what another process's summary reads

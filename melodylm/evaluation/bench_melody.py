@@ -178,8 +178,8 @@ def add_arguments(m) -> None:
                    "e.g. configs/lm/bach-soprano.yaml")
     m.add_argument("--max-minutes", type=float, default=None,
                    help="with --folds: training cap per fold (default: the preset's trainer.max_time)")
-    m.add_argument("--run-folds", type=int, default=None,
-                   help="with --folds: train and score only the first N folds (quick checks)")
+    m.add_argument("--run-folds", default=None, help="with --folds: only the first N folds, or folds A-B; runs with "
+                   "one --out share it (folds.json sums up every fold of the same data, preset, K and cap)")
     m.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
 
 
@@ -330,13 +330,14 @@ def transposed_copies(pieces: list[np.ndarray], pitches: PitchTokens, low: int, 
 
 
 def cross_validate(data: str | Path, config: str | Path, out: str | Path, folds: int = 10,
-                   max_minutes: float | None = None, run_folds: int | None = None) -> dict:
+                   max_minutes: float | None = None, run_folds: str | int | None = None) -> dict:
     """K-fold bits per pitch of the LSTM preset ``config`` and of Kneser-Ney n-grams; writes ``out/folds.json``.
 
     Fold ``k`` is the test fold and fold ``k + 1`` the inner validation fold (early stopping, the n-gram's
     order); the LSTM trains on the other ``K - 2`` folds with the transposed copies ``prepare --transpose``
     asked for, the n-grams are fitted on the same pieces (and refitted on ``K - 1`` folds with the chosen
-    setting). ``out/fold-k/`` keeps each fold's data folder, checkpoints and CSV log.
+    setting). ``out/fold-k/`` keeps each fold's data folder, checkpoints, CSV log and ``result.json``;
+    ``folds.json`` sums up every fold result there of the same run (so several processes can share ``out``).
     """
     data, out = Path(data), Path(out)
     if not (data / "prepare.json").is_file():
@@ -351,17 +352,17 @@ def cross_validate(data: str | Path, config: str | Path, out: str | Path, folds:
     settings = json.loads((data / "prepare.json").read_text())["settings"]
     low, high = settings.get("transpose", (0, 0))
     fold = fold_of(pieces, folds)
-    results = {"data": str(data), "config": str(config), "folds": folds, "corpus": counts,
-               "transpose": [low, high], "max_minutes_per_fold": max_minutes,
-               "torch_threads": torch.get_num_threads(), "per_fold": []}
+    run = {"data": str(data), "config": str(config), "folds": folds, "max_minutes": max_minutes}
+    results = {**run, "corpus": counts, "transpose": [low, high], "threads": torch.get_num_threads(), "summary": {}}
+    first, _, last = str(run_folds or folds).partition("-")
     log.info("%d pieces (%d notes) from %s in %d folds: %d duplicates by tokens, %d by pitch intervals dropped",
              counts["used"], counts["notes"], data, folds, counts["duplicate_tokens"], counts["duplicate_intervals"])
-    for k in range(min(run_folds or folds, folds)):
+    for k in range(int(first), min(int(last) + 1, folds)) if last else range(min(int(first), folds)):
         part = {name: [p for p, f in zip(pieces, fold) if test(f)] for name, test in (
             ("test", lambda f: f == k), ("val", lambda f: f == (k + 1) % folds),
             ("train", lambda f: f not in (k, (k + 1) % folds)))}
         started = time.monotonic()
-        record = {"fold": k, "pieces": {n: len(p) for n, p in part.items()}}
+        record = {"fold": k, "run": run, "pieces": {n: len(p) for n, p in part.items()}}
         record.update(_ngram_fold(part, pitches, low, high))
         lm, record["lstm_training"] = _train_fold(config, out / f"fold-{k}", data, settings, part,
                                                   transposed_copies(part["train"], pitches, low, high), max_minutes)
@@ -372,11 +373,12 @@ def cross_validate(data: str | Path, config: str | Path, out: str | Path, folds:
             record[f"lstm_{split}_bits_pitch"] = float(pitch.sum()) / notes / math.log(2)
             record[f"lstm_{split}_bits_note"] = float(total.sum()) / notes / math.log(2)
         record["minutes"] = round((time.monotonic() - started) / 60, 2)
-        results["per_fold"].append(record)
+        (out / f"fold-{k}" / "result.json").write_text(json.dumps(record, indent=2) + "\n")
         log.info("fold %d: LSTM %.3f bits/pitch, Kneser-Ney %.3f (order %d); %.1f min", k,
                  record["lstm_test_bits_pitch"], record["kn_test_bits_pitch"], record["kn_order"], record["minutes"])
+        done = (json.loads(p.read_text()) for p in out.glob("fold-*/result.json"))
+        results["per_fold"] = sorted((r for r in done if r.get("run") == run), key=lambda r: r["fold"])
         results["summary"] = _summary(results["per_fold"])
-        out.mkdir(parents=True, exist_ok=True)
         (out / "folds.json").write_text(json.dumps(results, indent=2) + "\n")
     for name, s in results["summary"].items():
         log.info("%-34s %.3f ± %.3f over %d folds (pooled %.3f)", name, s["mean"], s["std"], s["folds"], s["pooled"])
@@ -402,7 +404,6 @@ def _train_fold(config, folder: Path, data: Path, settings: dict, part: dict, tr
                 max_minutes: float | None):
     """Write the fold's data folder, train the preset on it, load its best checkpoint (by val/nll_token)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
-
     from melodylm.commands.train import cli
 
     fold_data = folder / "data"
