@@ -61,7 +61,7 @@ fi
 
 # --- the demo's pipeline (README: prepare, fit, validate/test, sample, score, evaluate) ----------------------------
 DEMO=datasets/prepared/oneills1850
-step "prepare music21 (1 source file)" melodylm prepare music21:oneills1850 --melody --transpose 3 --out "$DEMO" \
+step "prepare music21 (1 source file)" melodylm prepare music21:oneills1850 --melody --out "$DEMO" \
   --corpus-files 1 --workers 2
 step "  prepare.json" "${CHECK[@]}" json "$DEMO/prepare.json" pieces.train pieces.test vocab_size
 step "fit quickstart (tiny)" melodylm fit --config "$ROOT/configs/quickstart.yaml" --data.init_args.data_dir "$DEMO" \
@@ -71,7 +71,7 @@ step "test quickstart" melodylm test --config "$ROOT/configs/quickstart.yaml" --
   --ckpt_path checkpoints/quickstart/last.ckpt "${TINY[@]}" "${TINY_LM[@]}" --trainer.logger false
 TUNE="$(ls datasets/music21-oneills1850/*.mid | head -n 1)"
 cp "$TUNE" tune.mid && cp "$(ls datasets/music21-oneills1850/*.mid | sed -n 2p)" other.mid
-step "sample (the demo's command)" melodylm sample --ckpt checkpoints/quickstart --num 2 --seed 0 --top-p 0.95 \
+step "sample (the demo's command)" melodylm sample --ckpt checkpoints/quickstart --num 2 --seed 0 --top-p 0.85 \
   --max-tokens 640 --min-notes 8 --out samples/quickstart
 step "  samples/quickstart" "${CHECK[@]}" midi samples/quickstart
 step "  sidecar JSON" "${CHECK[@]}" json samples/quickstart/sample-000.json settings.seed logprob notes
