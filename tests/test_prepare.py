@@ -150,7 +150,7 @@ def test_crash_and_hang_are_quarantined(tmp_path, oneills_midi, monkeypatch):
 def test_user_errors_are_one_line(tmp_path):
     proc = run_cli("prepare", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "neither a file" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "missing does not exist" in proc.stderr
     proc = run_cli("prepare", "music21:nosuchcorpus", "--out", str(tmp_path / "o"), check=False)
     assert proc.returncode == 2 and "no corpus named" in proc.stderr
 
