@@ -2,6 +2,7 @@
 
     gen = melodylm.load("checkpoints/seq2seq-chords2melody")
     source = gen.condition("C Am F G", chord_beats=4)     # or a MIDI file: its source part
+    waltz = gen.condition("F C7 C7 F", chord_beats=3, time_signature="3/4")
     lm = gen.bind(source)                                  # a MusicLM conditioned on it
     parts = lm.sample(num=4, bars=gen.bars(source), seed=0, top_p=0.95)
     gen.combined_score(source, parts[0].ids).dump_midi("out.mid")
@@ -17,7 +18,7 @@ from pathlib import Path
 from symusic import Score, Track
 
 from melodylm.api.lm import MusicLM
-from melodylm.data.chords import chords_to_score, parse_chord_symbols
+from melodylm.data.chords import chords_to_score, parse_chord_symbols, parse_time_signature
 from melodylm.data.midi import MIDI_SUFFIXES, CleanOptions, Rejected, clean_score, read_score
 from melodylm.data.pairs import pick_track
 from melodylm.data.tokenizer import score_to_ids, tokenizer_from_json
@@ -56,8 +57,13 @@ class ConditionalGenerator:
         """Chord symbols make sense as a condition when the source side is not the melody."""
         return self.pairs.get("melody") != "source"
 
-    def condition(self, condition: str | Path | Score, chord_beats: float = 4.0) -> list[int]:
-        """Token ids of a condition: a MIDI path, a Score, or chord symbols as text."""
+    def condition(self, condition: str | Path | Score, chord_beats: float = 4.0,
+                  time_signature: str = "4/4") -> list[int]:
+        """Token ids of a condition: a MIDI path, a Score, or chord symbols as text.
+
+        Chord text is written ``chord_beats`` quarter notes per chord under ``time_signature`` (``"3/4"``,
+        ``"6/8"``, ...), which must be one the tokenizer has a token for; a MIDI file or Score keeps its own meter.
+        """
         if isinstance(condition, Score):
             score = condition
         elif str(condition).lower().endswith(MIDI_SUFFIXES) or Path(str(condition)).is_file():
@@ -77,7 +83,14 @@ class ConditionalGenerator:
             if not self.takes_chord_text:
                 raise UserError(f"this model is conditioned on a {self.source_name} part: give a MIDI file, "
                                 "not chord symbols")
-            score = chords_to_score(parse_chord_symbols(str(condition)), beats=chord_beats)
+            num, den = parse_time_signature(time_signature)  # one the tokenizer has (miditok would write 4/4)
+            known = sorted((t[8:] for t in self.tokenizer.vocab if t.startswith("TimeSig_")),
+                           key=lambda t: (int(t.split("/")[1]), int(t.split("/")[0])))
+            if known and f"{num}/{den}" not in known or not known and (num, den) != (4, 4):
+                raise UserError(f"--time-signature {num}/{den} has no token in this model's tokenizer "
+                                f"(it knows {', '.join(known) or 'only 4/4'})")
+            score = chords_to_score(parse_chord_symbols(str(condition)), beats=chord_beats,
+                                    time_signature=time_signature)
         try:
             score, _ = clean_score(score, self.source_clean)
         except Rejected as rej:

@@ -2,7 +2,8 @@
 
 The condition is a MIDI file (its source part is picked and cleaned as in
 training) or, for a model conditioned on chords, chord symbols as text
-(``"C G Am F"``, ``--chord-beats`` quarter notes per chord). The decoding
+(``"C G Am F"``, ``--chord-beats`` quarter notes per chord, in the meter
+``--time-signature``, 4/4 by default). The decoding
 flags, constraints, the grammar mask and beam search are those of ``melodylm
 sample``. A chord-tagger checkpoint harmonises a melody file instead.
 """
@@ -19,6 +20,7 @@ import torch
 from melodylm.checkpoint import kind_of, load, resolve
 from melodylm.commands.args import output_folder
 from melodylm.commands.sample import add_decoding_arguments, decode, decoding_settings
+from melodylm.data.chords import parse_time_signature
 from melodylm.data.midi import CleanOptions, Rejected, clean_score, read_score
 from melodylm.errors import UserError
 from melodylm.render import pianoroll_png, write_midi
@@ -32,7 +34,12 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--condition", required=True,
                    help='a MIDI file (its source part), or chord symbols as text, e.g. "C G Am F" '
                    "(for a chords -> melody model)")
-    s.add_argument("--chord-beats", type=float, default=4.0, help="quarter notes per text chord symbol (default 4)")
+    s.add_argument("--chord-beats", type=float, default=4.0,
+                   help="quarter notes per text chord symbol, whatever the meter (default 4; 3 for a bar of 3/4 "
+                   "or of 6/8)")
+    s.add_argument("--time-signature", default="4/4", metavar="N/D",
+                   help="meter of the chord text's condition, e.g. 3/4, 6/8, 2/4, 5/4, 12/8 (default 4/4); one the "
+                   "model's tokenizer knows. A MIDI condition keeps its own meter")
     s.add_argument("--out", required=True, type=Path, help="output folder")
     s.add_argument("--num", type=int, default=4, help="parts to generate for the condition, in one batch (default 4)")
     s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files (default 0)")
@@ -64,11 +71,14 @@ def _tagger_main(args, path: Path) -> int:
 
 
 def main(args) -> int:
+    parse_time_signature(args.time_signature)  # bad chord-text settings are refused before the checkpoint is read
+    if not args.chord_beats > 0:
+        raise UserError(f"--chord-beats must be > 0, got {args.chord_beats}")
     path = resolve(args.ckpt)
     if kind_of(path) == "chord_tagger":
         return _tagger_main(args, path)
     gen = load(path, kinds=("seq2seq", "chord_tagger"))
-    source = gen.condition(args.condition, chord_beats=args.chord_beats)
+    source = gen.condition(args.condition, chord_beats=args.chord_beats, time_signature=args.time_signature)
     lm = gen.bind(source)
     settings = decoding_settings(args)
     settings["bars"] = args.bars if args.bars is not None else gen.bars(source)
@@ -76,7 +86,7 @@ def main(args) -> int:
         samples = decode(lm, settings, beam=args.beam, length_penalty=args.length_penalty)
     out = output_folder(args.out)
     meta = {**settings, "beam": args.beam, "condition": str(args.condition), "chord_beats": args.chord_beats,
-            "ckpt": str(args.ckpt)}
+            "time_signature": args.time_signature, "ckpt": str(args.ckpt)}
     for i, s in enumerate(samples):
         score = gen.combined_score(source, s.ids)
         stem = out / f"{gen.source_name}2{gen.target_name}-{i:03d}"

@@ -4,7 +4,8 @@ Two jobs, each with its inverse:
 
 - ``parse_chord_symbols("C G Am F")`` -> chords (root pitch class + intervals),
   and :func:`chords_to_score` writes them as a block-chord track, ``beats``
-  quarter notes per chord (the condition of a chords -> melody model);
+  quarter notes per chord in any meter (``time_signature="3/4"``; the
+  condition of a chords -> melody model);
 - :func:`chord_label` names a set of sounding pitch classes with the nearest
   label of :data:`LABELS` (``N`` for silence), and ``parse_chord_symbol(label)``
   gives the label's pitch classes back; :func:`beat_labels` labels every beat
@@ -95,13 +96,24 @@ def parse_chord_symbols(text: str) -> list[Chord]:
     return [parse_chord_symbol(t) for t in items]
 
 
+def parse_time_signature(text: str) -> tuple[int, int]:
+    """``"3/4"`` -> ``(3, 4)``: N in 1..32 over a denominator in 1, 2, 4, ..., 32; anything else is a UserError."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m or not 1 <= int(m.group(1)) <= 32 or int(m.group(2)) not in (1, 2, 4, 8, 16, 32):
+        raise UserError(f"bad --time-signature {str(text)!r}: expected N/D such as 3/4 or 6/8 "
+                        "(N from 1 to 32, D one of 1, 2, 4, 8, 16, 32)")
+    return int(m.group(1)), int(m.group(2))
+
+
 def chords_to_score(chords: list[Chord], beats: float = 4.0, tpq: int = 480, bpm: float = 120.0,
-                    velocity: int = 80) -> Score:
-    """Block chords, ``beats`` quarter notes each, in 4/4: one track named ``chords``."""
+                    velocity: int = 80, time_signature: str = "4/4") -> Score:
+    """Block chords, ``beats`` quarter notes each (whatever the meter), under ``time_signature`` (``"3/4"``,
+    ``"6/8"``, ...): one track named ``chords``. Chord ``i`` starts at tick ``i * round(beats * tpq)``."""
     if not beats > 0:
         raise UserError(f"--chord-beats must be > 0, got {beats}")
+    num, den = parse_time_signature(time_signature)
     score = Score(tpq)
-    score.time_signatures.append(TimeSignature(0, 4, 4))
+    score.time_signatures.append(TimeSignature(0, num, den))
     score.tempos.append(Tempo(0, bpm))
     track = Track(name="chords", program=0)
     step = int(round(beats * tpq))
