@@ -2,6 +2,7 @@
 
 - ``samples``: music metrics of generated MIDI against held-out music (MGEval-style OA and KL);
 - ``seq2seq nll|harmony|chordtones``: the conditional generators on the fixed test split;
+- ``seq2seq progressions``: chords -> melody over built-in chord progressions outside any training data;
 - ``playlist``: RecSys Challenge 2018 metrics of a playlist model against two baselines.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from melodylm.evaluation import playlist, samples, seq2seq
+from melodylm.evaluation import chordtones, playlist, samples, seq2seq
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "chordtones":
             m.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
             m.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    _add_progressions_arguments(qsub)
     p = sub.add_parser("playlist", help="R-precision, NDCG and clicks of a playlist model on held-out playlists",
                        description=playlist.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="playlist checkpoint or run folder")
@@ -53,6 +55,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=500, help="length of each ranked list (default 500, as in the challenge)")
     p.add_argument("--split", default="test", choices=["val", "test"], help="held-out split (default test)")
     p.add_argument("--out", type=Path, default=None, help="also write the report here (JSON)")
+
+
+def _add_progressions_arguments(qsub) -> None:
+    what = "sounding chord tones of chords -> melody samples over unseen progressions, beside shuffled chords"
+    m = qsub.add_parser("progressions", help=what, description=chordtones.__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    gen = chordtones.generate_defaults()  # melodylm generate's sampling settings
+    m.add_argument("--ckpt", required=True, help="chords -> melody seq2seq checkpoint or run folder")
+    m.add_argument("--num", type=int, default=8, help="melodies per progression, one batch, one seed (default 8)")
+    m.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every progression (default 0)")
+    m.add_argument("--top-p", type=float, default=gen.top_p, help=f"as in generate (default {gen.top_p:g}: off)")
+    m.add_argument("--temperature", type=float, default=gen.temperature,
+                   help=f"as in generate (default {gen.temperature:g})")
+    m.add_argument("--lm", default=None, help="unconditional LM checkpoint on the same tokens: a condition-blind "
+                   "reference scored against the same chords")
+    m.add_argument("--out", type=Path, default=None, help="also write every melody with its chords as MIDI here")
+    m.add_argument("--json", type=Path, default=None, help="also write the result here")
 
 
 def _add_samples_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,8 +122,8 @@ def samples_main(args) -> int:
 
 def seq2seq_main(args) -> int:
     torch.set_num_threads(1)
-    result = {"nll": seq2seq.run_nll, "harmony": seq2seq.run_harmony, "chordtones": seq2seq.run_chordtones}[
-        args.metric](args)
+    result = {"nll": seq2seq.run_nll, "harmony": seq2seq.run_harmony, "chordtones": seq2seq.run_chordtones,
+              "progressions": chordtones.run_progressions}[args.metric](args)
     _report(result, args.json)
     return 0
 

@@ -13,7 +13,10 @@
 - ``chordtones``: for chords -> melody, the share of melody notes with an
   onset on a strong beat (the bar's first beat, and its middle in 4/4, 6/8,
   12/8) whose pitch class sounds in the chord part at that moment (notes where
-  no chord sounds are not counted), for real and generated melodies.
+  no chord sounds are not counted), for real and generated melodies; beside
+  it the sounding-chord-tone share of :mod:`melodylm.evaluation.chordtones`
+  (the note sounding at each strong beat, held notes included), whose
+  ``evaluate seq2seq progressions`` runs the model over unseen progressions.
 """
 
 from __future__ import annotations
@@ -185,13 +188,18 @@ def chord_tone_counts(melody, chords) -> tuple[int, int]:
 
 
 def run_chordtones(args) -> dict:
+    from melodylm.evaluation.chordtones import sounding_chord_tone_share  # it imports this module
+
+    def counts(melody, chords):  # strong-beat onsets on chord tones, then sounding notes on chord tones
+        return (*chord_tone_counts(melody, chords), *sounding_chord_tone_share(melody, chords))
+
     gen = load(args.ckpt, kinds=("seq2seq",))
     if gen.pairs.get("melody") != "target":
         raise UserError("chordtones needs a chords -> melody checkpoint")
     tok = gen.tokenizer
     lm = load_lm_for(gen, args.lm) if args.lm else None
     pairs = test_pairs(gen, args.cache_dir, args.root, limit=args.limit)
-    tallies = {k: np.zeros(2, dtype=np.int64) for k in ("real", "seq2seq", "lm")}
+    tallies = {k: np.zeros(4, dtype=np.int64) for k in ("real", "seq2seq", "lm")}
     with progress_bar() as bar:  # one melody per test chord part, a batch of chord parts per decoder call
         task = bar.add_task("melodies for test chord parts", total=len(pairs))
         for b, chunk in enumerate(_batches(pairs, args.batch)):
@@ -201,16 +209,18 @@ def run_chordtones(args) -> dict:
             theirs = lm.sample(**settings) if lm is not None else [None] * len(chunk)
             for p, s, u in zip(chunk, ours, theirs):
                 chords, melody = tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()])
-                tallies["real"] += chord_tone_counts(melody, chords)
+                tallies["real"] += counts(melody, chords)
                 if s.ids:  # notes past the end of the chord part have no chord and are not counted
-                    tallies["seq2seq"] += chord_tone_counts(tok.decode([s.ids]), chords)
+                    tallies["seq2seq"] += counts(tok.decode([s.ids]), chords)
                 if u is not None and u.ids:
-                    tallies["lm"] += chord_tone_counts(tok.decode([u.ids]), chords)
+                    tallies["lm"] += counts(tok.decode([u.ids]), chords)
             bar.advance(task, len(chunk))
     out = {"pairs": len(pairs), "top_p": args.top_p, "seed": args.seed}
-    for k, (hit, n) in tallies.items():
-        if n:
-            out[k] = {"chord_tone_share": hit / n, "strong_beat_notes": int(n)}
+    for k, (hit, n, sounding_hit, sounding_n) in tallies.items():
+        if n or sounding_n:
+            out[k] = {"chord_tone_share": hit / n if n else None, "strong_beat_notes": int(n),
+                      "sounding_chord_tone_share": sounding_hit / sounding_n if sounding_n else None,
+                      "strong_beats_counted": int(sounding_n)}
     return out
 
 
