@@ -10,7 +10,7 @@ Two jobs, each with its inverse:
   label of :data:`LABELS` (``N`` for silence), and ``parse_chord_symbol(label)``
   gives the label's pitch classes back; :func:`beat_labels` labels every beat
   (quarter note) of a score, the grid of the chord-accuracy metric and the
-  tagger.
+  tagger; :func:`mir_eval_label` spells a label for ``mir_eval.chord``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ LABEL_QUALITIES: dict[str, tuple[int, ...]] = {
 }
 LABELS: list[str] = ["N"] + [f"{NOTE_NAMES[r]}{q}" for r in range(12) for q in LABEL_QUALITIES]
 LABEL_INDEX = {label: i for i, label in enumerate(LABELS)}
+MIR_EVAL_QUALITIES = {"": "maj", "m": "min", "7": "7", "m7": "min7", "maj7": "maj7", "dim": "dim"}
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,16 @@ def chord_label(pitch_classes, bass: int | None = None) -> str:
             if best_key is None or key > best_key:
                 best, best_key = f"{NOTE_NAMES[root]}{q}", key
     return best
+
+
+def mir_eval_label(label: str) -> str:
+    """A label of :data:`LABELS` in mir_eval's chord syntax: ``N``, ``C:maj``, ``Eb:min7``, ``F#:dim``, ..."""
+    if label not in LABEL_INDEX:
+        raise ValueError(f"{label!r} is not a chord label of LABELS")
+    if label == "N":
+        return "N"
+    root = label[:2] if label[1:2] in ("#", "b") else label[:1]
+    return f"{root}:{MIR_EVAL_QUALITIES[label[len(root):]]}"
 
 
 def beat_grid(score: Score) -> np.ndarray:

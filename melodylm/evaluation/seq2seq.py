@@ -8,6 +8,7 @@
   the condition, scored by the decoding core, beside an unconditional LM on the
   same test targets.
 - ``harmony``: chord accuracy per beat (quarter note) of melody -> chords,
+  and mir_eval's ``majmin`` and ``sevenths`` chord scores over the same beats,
   for the seq2seq model (greedy decoding), the beat tagger, and the
   most-frequent chord of the training split.
 - ``chordtones``: for chords -> melody, the share of melody notes with an
@@ -30,7 +31,7 @@ import torch
 from melodylm.api.seq2seq import ConditionalGenerator
 from melodylm.checkpoint import load
 from melodylm.data.beats import num_beats
-from melodylm.data.chords import beat_labels, sounding_pitch_classes
+from melodylm.data.chords import beat_labels, mir_eval_label, sounding_pitch_classes
 from melodylm.data.pairs import Pair, PairSettings, build_pairs
 from melodylm.data.tokenizer import SpecialIds, fingerprint
 from melodylm.decoding.core import Decoder
@@ -114,6 +115,22 @@ def accuracy(pred: list[str], real: list[str]) -> tuple[int, int, int, int]:
     return right, len(real), sum(p == r for p, r in chord), len(chord)
 
 
+def chord_scores(pred: list[str], real: list[str]) -> dict[str, float | None]:
+    """mir_eval.chord ``majmin`` and ``sevenths`` of per-beat labels (beat ``i`` = ``[i, i+1)`` quarter notes),
+    duration-weighted; reference beats outside a vocabulary (``dim`` in both) are left out, as mir_eval does."""
+    import mir_eval.chord  # imported here: it is slow to import, and only this needs it
+
+    ref, est = [mir_eval_label(x) for x in real], [mir_eval_label(x) for x in pred]
+    intervals = np.stack([np.arange(len(ref)), np.arange(len(ref)) + 1], axis=1).astype(float)
+    durations = mir_eval.util.intervals_to_durations(intervals)
+    out = {}
+    for name, compare in (("majmin", mir_eval.chord.majmin), ("sevenths", mir_eval.chord.sevenths)):
+        comparisons = compare(ref, est) if ref else np.zeros(0)
+        valid = (comparisons >= 0).any()  # else mir_eval warns and gives 0
+        out[name] = float(mir_eval.chord.weighted_accuracy(comparisons, durations)) if valid else None
+    return out
+
+
 def run_harmony(args) -> dict:
     gen = load(args.ckpt, kinds=("seq2seq",))
     if gen.pairs.get("melody") != "source":
@@ -128,6 +145,7 @@ def run_harmony(args) -> dict:
     tagger = load(args.tagger, kinds=("chord_tagger",)) if args.tagger else None
     pairs = test_pairs(gen, args.cache_dir, args.root, limit=args.limit)
     tallies = {k: np.zeros(4, dtype=np.int64) for k in ("seq2seq", "tagger", "most_frequent")}
+    beats_seen = {k: ([], []) for k in tallies}  # (predicted, real) labels of every test beat, for mir_eval
     generated = {}
     with progress_bar() as bar:  # greedy chords for a batch of melodies per decoder call
         task = bar.add_task("harmonising test melodies", total=len(pairs))
@@ -143,15 +161,19 @@ def run_harmony(args) -> dict:
         real = beat_labels(chords, beats)
         ids = generated[p.name]
         pred = beat_labels(tok.decode([ids]), beats) if ids else ["N"] * beats
-        tallies["seq2seq"] += accuracy(pred, real)
-        tallies["most_frequent"] += accuracy([most_frequent] * beats, real)
+        guesses = {"seq2seq": pred, "most_frequent": [most_frequent] * beats}
         if tagger is not None:
-            tallies["tagger"] += accuracy(tagger.label_beats(melody, beats), real)
+            guesses["tagger"] = tagger.label_beats(melody, beats)
+        for k, guess in guesses.items():
+            tallies[k] += accuracy(guess, real)
+            beats_seen[k][0].extend(guess)
+            beats_seen[k][1].extend(real)
     out = {"pairs": len(pairs), "beats": int(tallies["seq2seq"][1]), "chord_beats": int(tallies["seq2seq"][3]),
            "most_frequent_chord": most_frequent}
     for k, (r, n, rc, nc) in tallies.items():
         if n:
-            out[k] = {"accuracy": r / n, "accuracy_chord_beats": rc / nc if nc else float("nan")}
+            out[k] = {"accuracy": r / n, "accuracy_chord_beats": rc / nc if nc else float("nan"),
+                      **chord_scores(*beats_seen[k])}
     return out
 
 

@@ -1,0 +1,57 @@
+"""mir_eval chord scores of melody -> chords: every project label in mir_eval's syntax, and majmin / sevenths."""
+
+from __future__ import annotations
+
+import json
+
+import mir_eval.chord
+import numpy as np
+import pytest
+
+from melodylm.data.chords import LABELS, mir_eval_label, parse_chord_symbol
+from melodylm.evaluation.seq2seq import chord_scores
+from tests.conftest import REPO, run_cli
+from tests.test_seq2seq import NOTTINGHAM, needs_nottingham
+
+
+def test_every_label_is_spelled_for_mir_eval_with_the_same_tones():
+    spelled = [mir_eval_label(label) for label in LABELS]
+    assert len(set(spelled)) == len(LABELS) == 73
+    assert spelled[:7] == ["N", "C:maj", "C:min", "C:7", "C:min7", "C:maj7", "C:dim"]
+    assert [mir_eval_label(x) for x in ("C#m7", "Ebmaj7", "F#dim", "Ab7", "Bbm", "B")] == \
+        ["C#:min7", "Eb:maj7", "F#:dim", "Ab:7", "Bb:min", "B:maj"]
+    assert mir_eval.chord.encode("N") == (-1, pytest.approx(np.zeros(12)), -1)
+    for label, text in zip(LABELS[1:], spelled[1:]):  # mir_eval parses each, to the label's own pitch classes
+        root, semitones, bass = mir_eval.chord.encode(text)
+        chord = parse_chord_symbol(label)
+        assert root == chord.root and bass == 0
+        assert {(root + i) % 12 for i in np.flatnonzero(semitones)} == chord.pitch_classes, (label, text)
+    with pytest.raises(ValueError, match="not a chord label"):
+        mir_eval_label("Csus4")
+
+
+def test_majmin_and_sevenths_by_hand():
+    real = ["C", "C", "G7", "Bdim", "N", "Am7"]
+    pred = ["C7", "Am", "G", "Bdim", "N", "Am"]
+    # majmin: C~C7 yes, C~Am no, G7~G yes, Bdim left out (not in the vocabulary), N~N yes, Am7~Am yes: 4 of 5
+    # sevenths: C vs C7 no, no, G7 vs G no, left out, N yes, Am7 vs Am no: 1 of 5
+    assert chord_scores(pred, real) == {"majmin": pytest.approx(0.8), "sevenths": pytest.approx(0.2)}
+    assert chord_scores(real, real) == {"majmin": 1.0, "sevenths": 1.0}
+    assert chord_scores(["C"], ["Bdim"]) == {"majmin": None, "sevenths": None}  # nothing comparable
+    assert chord_scores([], []) == {"majmin": None, "sevenths": None}
+
+
+@pytest.mark.slow
+@needs_nottingham
+def test_evaluate_harmony_reports_mir_eval_scores(tmp_path):
+    run_cli("fit", "--config", str(REPO / "configs" / "seq2seq" / "debug.yaml"), "--data.init_args.root",
+            str(NOTTINGHAM), "--data.init_args.source", "melody", "--data.init_args.target", "chords",
+            "--data.init_args.melody", "source", cwd=tmp_path)
+    out = tmp_path / "harmony.json"
+    run_cli("evaluate", "seq2seq", "harmony", "--ckpt", str(tmp_path / "checkpoints" / "seq2seq-debug"),
+            "--limit", "3", "--json", str(out), cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert result["pairs"] == 3 and result["beats"] > 0
+    for system in ("seq2seq", "most_frequent"):
+        assert {"accuracy", "accuracy_chord_beats", "majmin", "sevenths"} <= set(result[system])
+        assert all(0.0 <= result[system][k] <= 1.0 for k in ("majmin", "sevenths"))
