@@ -103,13 +103,14 @@ class ConditionalGenerator:
     def bind(self, source_ids: list[int]) -> MusicLM:
         """A :class:`MusicLM` whose model is this seq2seq conditioned on ``source_ids``: sample, beam-search, score."""
         pad = self.tokenizer.vocab["PAD_None"]
-        return MusicLM(ConditionedLM.from_ids(self.model, [_ints(source_ids)], pad), self.tokenizer, self.prepare)
+        return MusicLM(ConditionedLM.from_ids(self.model, [_ints(source_ids)], pad, self.tokenizer), self.tokenizer,
+                       self.prepare)
 
     def bind_many(self, sources: list[list[int]]) -> MusicLM:
         """Like :meth:`bind` for several conditions: ``sample(num=len(sources))`` gives row ``i`` for ``sources[i]``."""
         pad = self.tokenizer.vocab["PAD_None"]
-        return MusicLM(ConditionedLM.from_ids(self.model, [_ints(s) for s in sources], pad), self.tokenizer,
-                       self.prepare)
+        return MusicLM(ConditionedLM.from_ids(self.model, [_ints(s) for s in sources], pad, self.tokenizer),
+                       self.tokenizer, self.prepare)
 
     def bars(self, ids: list[int]) -> int:
         score = self.tokenizer.decode([_ints(ids)])

@@ -173,6 +173,9 @@ class PairDataModule(HeldOutSplits):
             :class:`~melodylm.models.lm_module.LanguageModelModule`: the unconditional LM on the same targets).
         max_len: training pairs are cropped to bar-aligned windows of this many tokens per side
             (validation/test: whole pieces).
+        aligned: also serve, for every decoder input, what the condition sounds at the time it has reached
+            (for a model with ``aligned: true``; :mod:`melodylm.data.alignment`).
+        transpose: move each training pair by a random number of semitones in [-5, 6] (both sides together).
         cache_dir: where tokenized pairs are cached.
     """
 
@@ -188,12 +191,16 @@ class PairDataModule(HeldOutSplits):
         limit: int | None = None,
         mode: str = "pairs",
         max_len: int | None = 768,
+        aligned: bool = False,
+        transpose: bool = False,
         batch_size: int = 16,
         eval_batch_size: int = 16,
         cache_dir: str = "datasets/seq2seq",
     ):
         super().__init__()
         self.save_hyperparameters()
+        if aligned and mode != "pairs":
+            raise UserError("aligned features are for seq2seq pairs (mode: pairs)")
         if mode not in ("pairs", "targets"):
             raise UserError(f"mode must be 'pairs' or 'targets', not {mode!r}")
         self.settings = PairSettings(root=root, layout=layout, source=source, target=target, melody=melody,
@@ -231,15 +238,20 @@ class PairDataModule(HeldOutSplits):
 
     def train_dataloader(self) -> DataLoader:
         bar = self.tokenizer.vocab.get("Bar_None")
-        train = PairDataset(self.splits["train"], self.special, self.hparams.max_len, bar)
+        train = PairDataset(self.splits["train"], self.special, self.hparams.max_len, bar, self._aligned_tokenizer,
+                            self.hparams.transpose)
         return self.shuffled(train, self.hparams.batch_size, collate_fn=self._collate())
+
+    @property
+    def _aligned_tokenizer(self):
+        return self.tokenizer if self.hparams.aligned else None
 
     def _eval_loader(self, split: str) -> DataLoader:
         pairs = self.splits[split]
         if not pairs:
             raise UserError(f"no {split} pairs (raise val_frac/test_frac)")
         lengths = np.array([len(p.target) + len(p.source) for p in pairs])
-        return DataLoader(PairDataset(pairs, self.special), collate_fn=self._collate(),
+        return DataLoader(PairDataset(pairs, self.special, tokenizer=self._aligned_tokenizer), collate_fn=self._collate(),
                           batch_sampler=self.sorted_batches(lengths, self.hparams.eval_batch_size))
 
 

@@ -35,6 +35,7 @@ import torch
 from symusic import Score
 from torch.utils.data import Dataset
 
+from melodylm.data.alignment import FEATURES, TokenClock, aligned_features, condition_frames, input_times
 from melodylm.data.midi import MIDI_SUFFIXES, CleanOptions, Rejected, clean_score, read_score
 from melodylm.data.prepare import split_of
 from melodylm.data.tokenizer import SpecialIds, build_tokenizer, fingerprint, score_to_ids
@@ -211,22 +212,31 @@ def _read_cache(folder: Path) -> list[Pair]:
 
 
 class PairDataset(Dataset):
-    """Pairs as ``(source ids, [BOS] target [EOS])`` tensors.
+    """Pairs as ``(source ids, [BOS] target [EOS])`` tensors, and the aligned features of the decoder inputs.
 
     With ``max_len`` (training), a pair longer than that is cropped to an
     aligned window: both sides start at the same bar ``k`` (drawn uniformly
     from the torch RNG; ``bar_id`` is the tokenizer's ``Bar_None``) and are cut
     to ``max_len`` tokens, so training sees every part of a tune at a fixed cost
     while condition and target stay in step. Without it: whole pieces.
+
+    With ``tokenizer`` (an aligned model), each item also holds
+    ``(target_time, FEATURES)`` features: what the condition sounds at the time
+    each decoder input has reached (:mod:`melodylm.data.alignment`). With
+    ``transpose``, both sides are moved together by a random number of
+    semitones in [-5, 6] (torch RNG) that keeps every pitch in the vocabulary.
     """
 
-    def __init__(self, pairs: list[Pair], ids: SpecialIds, max_len: int | None = None, bar_id: int | None = None):
+    def __init__(self, pairs: list[Pair], ids: SpecialIds, max_len: int | None = None, bar_id: int | None = None,
+                 tokenizer=None, transpose: bool = False):
         self.pairs, self.ids, self.max_len, self.bar_id = pairs, ids, max_len, bar_id
+        self.tokenizer, self.clock = tokenizer, TokenClock(tokenizer) if tokenizer is not None else None
+        self.pitches = pitch_table(tokenizer) if transpose else None
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int):
         p = self.pairs[i]
         source, target, head = p.source, p.target, [self.ids.bos]
         if self.max_len and max(len(source), len(target)) > self.max_len and self.bar_id is not None:
@@ -235,29 +245,67 @@ class PairDataset(Dataset):
             if bars > 1:
                 k = int(torch.randint(bars, ()))
                 source, target = source[src_bars[k]:], target[tgt_bars[k]:]
+        if self.max_len:
+            source, target = source[: self.max_len], target[: self.max_len]
+        if self.pitches is not None:
+            source, target = transpose_ids(self.pitches, [source, target], int(torch.randint(12, ())) - 5)
         src = torch.as_tensor(np.asarray(source), dtype=torch.long)
         tgt = torch.as_tensor(np.concatenate([head, target, [self.ids.eos]]), dtype=torch.long)
         if self.max_len:
-            src, tgt = src[: self.max_len], tgt[: self.max_len + 1]
-        return src, tgt
+            tgt = tgt[: self.max_len + 1]
+        if self.tokenizer is None:
+            return src, tgt
+        times = input_times(tgt[1:-1].numpy() if tgt[-1] == self.ids.eos else tgt[1:].numpy(), self.clock)
+        feats = aligned_features(condition_frames(source, self.tokenizer), times[: len(tgt) - 1])
+        return src, tgt, torch.from_numpy(feats)
+
+
+def pitch_table(tokenizer) -> np.ndarray:
+    """``table[id]`` = the MIDI pitch of a ``Pitch_*`` token, -1 for other tokens."""
+    table = np.full(len(tokenizer), -1, dtype=np.int64)
+    for name, i in tokenizer.vocab.items():
+        if name.startswith("Pitch_"):
+            table[i] = int(name.split("_")[1])
+    return table
+
+
+def transpose_ids(pitches: np.ndarray, parts: list[np.ndarray], shift: int) -> list[np.ndarray]:
+    """``parts`` with every Pitch token moved by ``shift`` semitones, or the nearest shift toward 0 that keeps
+    every pitch in the vocabulary (Pitch ids are consecutive in pitch order)."""
+    inside = pitches[pitches >= 0]
+    notes = np.concatenate([pitches[np.asarray(q, dtype=np.int64)] for q in parts])
+    notes = notes[notes >= 0]
+    if len(notes):
+        shift = int(np.clip(shift, inside.min() - notes.min(), inside.max() - notes.max()))
+    out = []
+    for q in parts:
+        q = np.asarray(q, dtype=np.int64)
+        out.append(np.where(pitches[q] >= 0, q + shift, q))
+    return out
 
 
 def collate_pairs(batch, pad_id: int) -> dict[str, torch.Tensor]:
     """Pairs -> ``source`` ``(batch, src_time)`` padded with ``pad_id``, ``source_mask`` (True on tokens),
-    decoder ``inputs`` ``(batch, tgt_time)`` and next-token ``targets`` (padding = IGNORE)."""
-    src_w = max(max(len(s) for s, _ in batch), 1)
-    tgt_w = max(len(t) for _, t in batch) - 1
+    decoder ``inputs`` ``(batch, tgt_time)``, next-token ``targets`` (padding = IGNORE) and, for aligned
+    items, ``features`` ``(batch, tgt_time, FEATURES)`` (zeros on padding)."""
+    src_w = max(max(len(item[0]) for item in batch), 1)
+    tgt_w = max(len(item[1]) for item in batch) - 1
     source = torch.full((len(batch), src_w), pad_id, dtype=torch.long)
     inputs = torch.full((len(batch), tgt_w), pad_id, dtype=torch.long)
     targets = torch.full((len(batch), tgt_w), IGNORE, dtype=torch.long)
-    for i, (s, t) in enumerate(batch):
+    mask = torch.zeros_like(source, dtype=torch.bool)
+    for i, (s, t, *_) in enumerate(batch):
         source[i, : len(s)] = s
+        mask[i, : len(s)] = True
         inputs[i, : len(t) - 1] = t[:-1]
         targets[i, : len(t) - 1] = t[1:]
-    mask = torch.zeros_like(source, dtype=torch.bool)
-    for i, (s, _) in enumerate(batch):
-        mask[i, : len(s)] = True
-    return {"source": source, "source_mask": mask, "inputs": inputs, "targets": targets}
+    out = {"source": source, "source_mask": mask, "inputs": inputs, "targets": targets}
+    if len(batch[0]) == 3:
+        features = torch.zeros(len(batch), tgt_w, FEATURES)
+        for i, (_, t, f) in enumerate(batch):
+            features[i, : len(t) - 1] = f
+        out["features"] = features
+    return out
 
 
 def collate_targets(batch, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import MeanMetric
 
+from melodylm.errors import UserError
 from melodylm.models.base import TrainingSteps, masked_nll
 from melodylm.models.components.seq2seq import Seq2Seq
 
@@ -17,7 +18,8 @@ class Seq2SeqModule(TrainingSteps):
     and ``{stage}/bits_token``: the numbers to set beside an unconditional LM
     trained on the same targets. Optimiser and schedule are the language
     model's (AdamW, warm-up, cosine). ``vocab_size`` is linked from the data
-    module by the CLI.
+    module by the CLI. ``aligned`` feeds the decoder what the condition sounds at
+    its current time (the data module's ``aligned: true`` serves it).
     """
 
     checkpoint_kind = "seq2seq"
@@ -30,6 +32,7 @@ class Seq2SeqModule(TrainingSteps):
         num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.1,
+        aligned: bool = False,
         lr: float = 2e-3,
         weight_decay: float = 0.01,
         warmup_steps: int = 100,
@@ -37,10 +40,12 @@ class Seq2SeqModule(TrainingSteps):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.model = Seq2Seq(vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
+        self.model = Seq2Seq(vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout, aligned)
         self.eval_nll = MeanMetric()
 
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Mean NLL (nats) over the non-padding target tokens of ``batch``, and their count."""
-        logits = self.model(batch["source"], batch["source_mask"], batch["inputs"])
+        if self.model.aligned != ("features" in batch):
+            raise UserError("model.init_args.aligned and data.init_args.aligned must agree (both true or both false)")
+        logits = self.model(batch["source"], batch["source_mask"], batch["inputs"], batch.get("features"))
         return masked_nll(logits, batch["targets"])

@@ -29,8 +29,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+from melodylm.data.alignment import FEATURES, FRAMES_PER_BEAT, condition_frames
+from melodylm.decoding.timeline import Timeline
 
 ATTENTION_CHUNK = 256  # target steps per attention block: bounds memory at (batch, 256, source_time)
 
@@ -82,9 +86,11 @@ class Memory:
     states: torch.Tensor
     mask: torch.Tensor
     summary: torch.Tensor
+    frames: torch.Tensor | None = None  # aligned models: (batch, frames, FEATURES), see melodylm.data.alignment
 
     def select(self, idx: torch.Tensor) -> "Memory":
-        return Memory(self.states[idx], self.mask[idx], self.summary[idx])
+        frames = None if self.frames is None else self.frames[idx]
+        return Memory(self.states[idx], self.mask[idx], self.summary[idx], frames)
 
 
 @dataclass
@@ -99,27 +105,32 @@ class DecoderState:
     h: torch.Tensor
     c: torch.Tensor
     memory: Memory
+    clock: Timeline | None = None  # aligned models: the time each row has reached
 
     def select(self, idx: torch.Tensor) -> "DecoderState":
-        return DecoderState(self.h[:, idx], self.c[:, idx], self.memory.select(idx))
+        clock = None if self.clock is None else self.clock.select(idx)
+        return DecoderState(self.h[:, idx], self.c[:, idx], self.memory.select(idx), clock)
 
 
 class Seq2Seq(nn.Module):
     """Condition tokens -> target tokens (one shared vocabulary and embedding).
 
-    ``forward(source, source_mask, inputs)`` returns logits ``(batch, tgt_time, vocab_size)``.
+    ``forward(source, source_mask, inputs, features)`` returns logits ``(batch, tgt_time, vocab_size)``.
+    With ``aligned``, every decoder input also carries what the condition
+    sounds at the time reached (``features`` ``(batch, tgt_time, FEATURES)``,
+    :mod:`melodylm.data.alignment`), next to the attention over its tokens.
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int = 128, hidden_size: int = 256, num_layers: int = 1,
-                 bidirectional: bool = True, dropout: float = 0.1):
+                 bidirectional: bool = True, dropout: float = 0.1, aligned: bool = False):
         super().__init__()
         self.config = dict(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_size=hidden_size,
-                           num_layers=num_layers, bidirectional=bidirectional, dropout=dropout)
-        self.num_layers, self.hidden_size = num_layers, hidden_size
+                           num_layers=num_layers, bidirectional=bidirectional, dropout=dropout, aligned=aligned)
+        self.num_layers, self.hidden_size, self.aligned = num_layers, hidden_size, aligned
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.encoder = Encoder(self.embedding, hidden_size, num_layers, bidirectional, dropout)
         self.bridge = nn.Linear(hidden_size, 2 * num_layers * hidden_size)  # summary -> initial (h, c)
-        self.decoder = nn.LSTM(embedding_dim, hidden_size, num_layers, batch_first=True,
+        self.decoder = nn.LSTM(embedding_dim + (FEATURES if aligned else 0), hidden_size, num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0)
         self.attention = LuongAttention(hidden_size)
         self.combine = nn.Linear(2 * hidden_size, hidden_size)
@@ -139,10 +150,17 @@ class Seq2Seq(nn.Module):
         hc = hc.view(-1, 2, self.num_layers, self.hidden_size).permute(1, 2, 0, 3).contiguous()
         return DecoderState(hc[0], hc[1], memory)
 
-    def decode(self, inputs: torch.Tensor, state: DecoderState, return_attention: bool = False):
-        """Decoder ids ``(batch, time)`` from ``state`` -> logits ``(batch, time, vocab)``, the new state
-        (and the attention weights ``(batch, time, src_time)`` when asked)."""
-        y, (h, c) = self.decoder(self.dropout(self.embedding(inputs)), (state.h, state.c))
+    def decode(self, inputs: torch.Tensor, state: DecoderState, features: torch.Tensor | None = None,
+               return_attention: bool = False):
+        """Decoder ids ``(batch, time)`` (with their aligned ``features`` when the model is aligned) from
+        ``state`` -> logits ``(batch, time, vocab)``, the new state (and the attention weights
+        ``(batch, time, src_time)`` when asked)."""
+        x = self.dropout(self.embedding(inputs))
+        if self.aligned:
+            if features is None:
+                raise ValueError("an aligned Seq2Seq needs the condition's features at every input")
+            x = torch.cat([x, features.to(x.dtype)], -1)
+        y, (h, c) = self.decoder(x, (state.h, state.c))
         mem = state.memory
         logits, weights = [], []
         for t0 in range(0, y.size(1), ATTENTION_CHUNK):
@@ -152,12 +170,13 @@ class Seq2Seq(nn.Module):
             logits.append(self.head(self.dropout(out)))
             if return_attention:
                 weights.append(w)
-        new = DecoderState(h, c, mem)
+        new = DecoderState(h, c, mem, state.clock)
         logits = torch.cat(logits, 1)
         return (logits, new, torch.cat(weights, 1)) if return_attention else (logits, new)
 
-    def forward(self, source: torch.Tensor, source_mask: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        return self.decode(inputs, self.initial_state(self.encode(source, source_mask)))[0]
+    def forward(self, source: torch.Tensor, source_mask: torch.Tensor, inputs: torch.Tensor,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(inputs, self.initial_state(self.encode(source, source_mask)), features)[0]
 
 
 class ConditionedLM(nn.Module):
@@ -166,23 +185,41 @@ class ConditionedLM(nn.Module):
     ``memory`` holds one condition (it is repeated to the batch of any call)
     or as many as the batch of the calls (row ``i`` of ids is conditioned on
     row ``i`` of the memory), so one ``Decoder.sample`` call can generate for
-    many conditions at once.
+    many conditions at once. An aligned model also carries a
+    :class:`~melodylm.decoding.timeline.Timeline` per row in its state, and
+    feeds each input the condition's frame at the time that row has reached.
     """
 
-    def __init__(self, model: Seq2Seq, memory: Memory):
+    def __init__(self, model: Seq2Seq, memory: Memory, tokenizer=None):
         super().__init__()
         self.model, self.memory = model, memory
+        if model.aligned and (tokenizer is None or memory.frames is None):
+            raise ValueError("an aligned Seq2Seq needs the tokenizer and the condition's frames")
+        self.clock = Timeline(tokenizer, 1, memory.states.device) if model.aligned else None
 
     @classmethod
-    def from_ids(cls, model: Seq2Seq, sources: list[list[int]], pad: int) -> "ConditionedLM":
+    def from_ids(cls, model: Seq2Seq, sources: list[list[int]], pad: int, tokenizer=None) -> "ConditionedLM":
+        """Encode ``sources`` (token ids; an aligned model also needs the ``tokenizer`` to read their time)."""
+        device = next(model.parameters()).device
         width = max(max(len(s) for s in sources), 1)
         src = torch.full((len(sources), width), pad, dtype=torch.long)
         mask = torch.zeros(len(sources), width, dtype=torch.bool)
         for i, s in enumerate(sources):
             src[i, : len(s)] = torch.as_tensor(s)
             mask[i, : len(s)] = True
+        frames = None
+        if model.aligned:
+            if tokenizer is None:
+                raise ValueError("an aligned Seq2Seq needs the tokenizer to read the condition's time")
+            grids = [condition_frames(s, tokenizer) for s in sources]
+            frames = np.zeros((len(grids), max(len(g) for g in grids), FEATURES), dtype=np.float32)
+            for i, g in enumerate(grids):
+                frames[i, : len(g)] = g
+            frames = torch.from_numpy(frames).to(device)
         with torch.no_grad():
-            return cls(model.eval(), model.encode(src, mask))
+            memory = model.eval().encode(src.to(device), mask.to(device))
+        memory.frames = frames
+        return cls(model, memory, tokenizer)
 
     @property
     def vocab_size(self) -> int:
@@ -193,8 +230,25 @@ class ConditionedLM(nn.Module):
         if memory.states.size(0) != batch:
             if memory.states.size(0) != 1:
                 raise ValueError(f"memory holds {memory.states.size(0)} conditions, the call {batch} rows")
-            memory = memory.select(torch.zeros(batch, dtype=torch.long))
-        return self.model.initial_state(memory)
+            memory = memory.select(torch.zeros(batch, dtype=torch.long, device=memory.states.device))
+        state = self.model.initial_state(memory)
+        if self.clock is not None:
+            state.clock = self.clock.select(torch.zeros(batch, dtype=torch.long, device=memory.states.device))
+        return state
+
+    def _features(self, ids: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """Advance the row clocks over ``ids`` ``(batch, time)``; the condition's frames at each time reached."""
+        clock = state.clock.select(torch.arange(ids.size(0), device=ids.device))  # a copy: states are reused
+        times = torch.empty(ids.shape, device=ids.device)
+        for t in range(ids.size(1)):
+            clock.update(ids[:, t])
+            times[:, t] = clock.beats()
+        state.clock = clock
+        frames = state.memory.frames
+        idx = torch.floor(times * FRAMES_PER_BEAT + 1e-6).long()
+        inside = (idx >= 0) & (idx < frames.size(1))
+        out = torch.gather(frames, 1, idx.clamp(0, frames.size(1) - 1).unsqueeze(-1).expand(-1, -1, FEATURES))
+        return out * inside.unsqueeze(-1)
 
     def forward(self, ids: torch.Tensor, state: DecoderState | None = None):
         """ids ``(batch, time)`` -> logits ``(batch, time, vocab)`` and the state after them.
@@ -206,7 +260,12 @@ class ConditionedLM(nn.Module):
         rows = self.memory.states.size(0)
         if state is None and ids.size(0) == 1 and rows > 1:
             ids = ids.expand(rows, -1)
-        return self.model.decode(ids, state if state is not None else self._start(ids.size(0)))
+        if state is None:
+            state = self._start(ids.size(0))
+        else:
+            state = DecoderState(state.h, state.c, state.memory, state.clock)
+        features = self._features(ids, state) if self.model.aligned else None
+        return self.model.decode(ids, state, features)
 
     def step(self, ids: torch.Tensor, state: DecoderState | None = None):
         """ids ``(batch,)`` -> logits ``(batch, vocab)`` and the new state."""
