@@ -7,8 +7,15 @@ import pytest
 import torch
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
-from melodylm.data.alignment import (FEATURES, FRAMES_PER_BEAT, TokenClock, aligned_features, condition_frames,
-                                     input_times, token_times)
+from melodylm.data.alignment import (
+    FEATURES,
+    FRAMES_PER_BEAT,
+    TokenClock,
+    aligned_features,
+    condition_frames,
+    input_times,
+    token_times,
+)
 from melodylm.data.chords import chords_to_score, parse_chord_symbols
 from melodylm.data.midi import read_score
 from melodylm.data.pairs import Pair, PairDataset, collate_pairs, pitch_table, transpose_ids

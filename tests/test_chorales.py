@@ -2,7 +2,7 @@
 
 bwv66.6 (f# minor, a one-beat pickup, one tie in the soprano) is the known
 chorale; the expected labels of its first beats were read off music21's
-``chordify()`` of alto, tenor and bass. A hand-built four-part score pins the
+``chordify()`` of all four voices. A hand-built four-part score pins the
 exact ticks of a pickup, a tie across a bar line, a rest and the merging of
 chords.
 """
@@ -64,9 +64,9 @@ def test_melody_is_the_soprano_with_ties_merged(bwv66):
     assert melody.ticks_per_quarter == 480 and melody.tempos[0].qpm == pytest.approx(120)
 
 
-def test_chord_labels_match_chordify_of_the_lower_voices(bwv66):
+def test_chord_labels_match_chordify_of_the_four_voices(bwv66):
     chorale, _, chords, spans = bwv66
-    lower = stream.Score([chorale.parts[name] for name in ("Alto", "Tenor", "Bass")]).chordify().flatten().notes
+    lower = stream.Score(list(chorale.parts)).chordify().flatten().notes
     bass = chorale.parts["Bass"].stripTies().flatten().notes
     label_at = {}
     for start, end, label in spans:
@@ -77,8 +77,9 @@ def test_chord_labels_match_chordify_of_the_lower_voices(bwv66):
         chord = next(c for c in lower if c.offset <= beat < c.offset + c.quarterLength)
         low = next(n for n in bass if n.offset <= beat < n.offset + n.quarterLength)
         assert label_at[(beat + 3) * 480] == chord_label({p.pitchClass for p in chord.pitches}, low.pitch.pitchClass)
-    # read off by hand: A3 E4 | F#3 C#4 F#4, G#3 B3 E4, A3 E4, G#3 B3 E4 | A3 E4, E3 E4 G#4, A2 C#4 E4, E#3 C#4 G#4
-    assert [label_at[t] for t in range(3 * 480, 12 * 480, 480)] == ["A", "F#", "E", "A", "E", "A", "E", "A", "C#"]
+    # read off by hand (ATB, then the soprano): A3 E4 +C#5 | F#3 C#4 F#4 +A4, G#3 B3 E4 +B4, A3 E4 +C#5,
+    # G#3 B3 E4 +E5 | A3 E4 +C#5, E3 E4 G#4 +B4, A2 C#4 E4 +A4, E#3 C#4 G#4 +C#5
+    assert [label_at[t] for t in range(3 * 480, 12 * 480, 480)] == ["A", "F#m", "E", "A", "E", "A", "E", "A", "C#"]
     assert spans[0] == (0, 3 * 480, "N") and spans[-1][1] == end
     by_start: dict[int, list[tuple[int, int]]] = {}
     for t, d, p in _notes(chords):
@@ -126,7 +127,7 @@ def test_hand_made_chorale_gives_exact_ticks_and_merged_chords():
     q, h = 1.0, 2.0
     score = _satb("3/4", [
         [[("G4", q, None)], [("C5", h, "start"), ("C5", q, "stop")],
-         [(None, q, None), ("D5", q, None), ("E5", q, None)], [("F5", h, None)]],
+         [(None, q, None), ("D5", q, None), ("E5", q, None)], [("G5", h, None)]],
         [[("D4", q, None)], [("E4", q, None), ("E4", q, None), ("F4", q, None)],
          [(None, q, None), ("D4", q, None), ("C4", q, None)], [("C4", h, None)]],
         [[("B3", q, None)], [("G3", h, None), ("A3", q, None)],
@@ -136,9 +137,9 @@ def test_hand_made_chorale_gives_exact_ticks_and_merged_chords():
     ])
     melody, chords, spans = chorales.chorale_to_scores(score)
     # a one-beat pickup in 3/4 ends bar 0 (ticks 960-1440); the tied C5 is one note; the rest is a gap
-    assert _notes(melody) == [(960, 480, 67), (1440, 1440, 72), (3360, 480, 74), (3840, 480, 76), (4320, 960, 77)]
+    assert _notes(melody) == [(960, 480, 67), (1440, 1440, 72), (3360, 480, 74), (3840, 480, 76), (4320, 960, 79)]
     assert [(ts.time, ts.numerator, ts.denominator) for ts in chords.time_signatures] == [(0, 3, 4)]
-    # C, C merge inside bar 1; the C of bar 3 does not merge with the C before the bar line; all voices rest -> N
+    # all four voices: C, C merge inside bar 1 (C5 over E4 G3 C3, then over F4 A3 C3: F); the C of bar 3 does not merge with the C before the bar line; all voices rest -> N
     assert spans == [(0, 960, "N"), (960, 1440, "G"), (1440, 2400, "C"), (2400, 2880, "F"), (2880, 3360, "N"),
                      (3360, 3840, "G"), (3840, 4320, "C"), (4320, 5280, "C")]
     assert [(t, d) for t, d, _ in _notes(chords)][::3] == [(s, e - s) for s, e, lab in spans if lab != "N"]

@@ -8,15 +8,9 @@ import pytest
 from symusic import Note, Score, TimeSignature, Track
 
 from melodylm.data.chords import chords_to_score, parse_chord_symbols
-from melodylm.evaluation.chordtones import (
-    PROGRESSIONS,
-    beat_ticks,
-    control_for,
-    sampling_settings,
-    shuffled_text,
-    sounding_chord_tone_share,
-)
+from melodylm.evaluation.chordtones import PROGRESSIONS, control_for, sampling_settings, shuffled_text
 from melodylm.evaluation.seq2seq import chord_tone_counts, strong_beat_ticks
+from melodylm.evaluation.sounding import beat_ticks, sounding_chord_tone_share
 from tests.conftest import run_cli
 from tests.test_seq2seq import needs_nottingham, seq2seq_run  # noqa: F401  (the tiny fitted checkpoint)
 

@@ -36,6 +36,7 @@ from melodylm.data.pairs import Pair, PairSettings, build_pairs
 from melodylm.data.tokenizer import SpecialIds, fingerprint
 from melodylm.decoding.core import Decoder
 from melodylm.errors import UserError
+from melodylm.evaluation.sounding import sounding_chord_tone_share
 from melodylm.models.components.seq2seq import ConditionedLM
 from melodylm.progress import progress_bar
 
@@ -65,7 +66,7 @@ def seq2seq_nll(gen: ConditionalGenerator, pairs: list[Pair], batch: int = 8) ->
     with torch.inference_mode():
         for b in range(0, len(order), batch):
             chunk = [pairs[i] for i in order[b : b + batch]]
-            cond = ConditionedLM.from_ids(gen.model, [p.source.tolist() for p in chunk], special.pad)
+            cond = ConditionedLM.from_ids(gen.model, [p.source.tolist() for p in chunk], special.pad, gen.tokenizer)
             decoder = Decoder(cond, special.bos, special.eos, special.pad)
             for lp in decoder.token_logprobs([p.target.tolist() for p in chunk]):
                 total -= float(lp.sum())
@@ -210,7 +211,6 @@ def chord_tone_counts(melody, chords) -> tuple[int, int]:
 
 
 def run_chordtones(args) -> dict:
-    from melodylm.evaluation.chordtones import sounding_chord_tone_share  # it imports this module
 
     def counts(melody, chords):  # strong-beat onsets on chord tones, then sounding notes on chord tones
         return (*chord_tone_counts(melody, chords), *sounding_chord_tone_share(melody, chords))
