@@ -113,5 +113,15 @@ playlist-music21: $(STAMP)
 	$(BIN)/melodylm evaluate playlist --ckpt checkpoints/playlist-music21-ids \
 		--playlists datasets/playlists/music21/playlists.jsonl --out runs/playlist-music21-ids.json
 
+# Conditional generation from music21's Bach chorales alone (works on a fresh clone): both directions, then
+# a melody on chord text and chords under a chorale melody (docs/seq2seq.md). Each fit stops at 12 minutes.
+.PHONY: seq2seq
+seq2seq: $(STAMP)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config $(CONFIGS)/seq2seq/bach-chords2melody.yaml $(FIT_ARGS)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config $(CONFIGS)/seq2seq/bach-melody2chords.yaml $(FIT_ARGS)
+	$(BIN)/melodylm generate --ckpt checkpoints/chords2melody --condition "C Am F G C Am F G" --chord-beats 4 \
+		--num 4 --seed 0 --out samples/chords2melody
+	@echo "Melodies on C Am F G (MIDI + piano-roll PNG + JSON) are in samples/chords2melody/"
+
 clean:
 	rm -rf $(VENV) samples checkpoints/*/ datasets/prepared runs

@@ -103,6 +103,20 @@ step "fit playlist/music21 (song embeddings)" melodylm fit --config "$ROOT/confi
   "${TINY[@]}" "${TINY_PLAYLIST[@]}"
 step "  checkpoint" test -f checkpoints/playlist-music21/last.ckpt
 
+# --- make seq2seq: both directions on music21's Bach chorales, generate, the progressions evaluation ----------------
+step "make seq2seq (shrunk)" "${MAKE[@]}" seq2seq \
+  FIT_ARGS="${TINY[*]} --model.init_args.hidden_size 16 --model.init_args.embedding_dim 8 --trainer.logger false"
+step "  samples/chords2melody" "${CHECK[@]}" midi samples/chords2melody
+step "generate melody -> chords (Bach)" melodylm generate --ckpt checkpoints/melody2chords \
+  --condition samples/chords2melody/chords2melody-000.mid --num 1 --seed 0 --out samples/m2c-bach
+step "  samples/m2c-bach" "${CHECK[@]}" midi samples/m2c-bach
+step "generate chords -> melody in 3/4" melodylm generate --ckpt checkpoints/chords2melody --condition "F C7 C7 F" \
+  --time-signature 3/4 --chord-beats 3 --num 1 --seed 0 --out samples/c2m-waltz
+step "  samples/c2m-waltz" "${CHECK[@]}" midi samples/c2m-waltz
+step "evaluate seq2seq progressions" melodylm evaluate seq2seq progressions --ckpt checkpoints/chords2melody --num 1 \
+  --json runs/progressions.json
+step "  progressions.json" "${CHECK[@]}" json runs/progressions.json overall.seq2seq.share overall.shuffled.share
+
 # --- ../shared/data: the melody LM and its benchmarks, the prior, the piano-roll bench, seq2seq ----------------------
 if [ "$HAVE_SHARED" = 1 ]; then
   step "make melody-lm (61 tunes, tiny)" "${MAKE[@]}" melody-lm FIT_ARGS="${TINY[*]} ${TINY_LM[*]} --data.init_args.seq_len 64"

@@ -23,7 +23,15 @@ from torch.utils.data import DataLoader
 from melodylm.data import pianoroll as PR
 from melodylm.data.beats import collate_beats, label_ids, melody_beat_features, num_beats
 from melodylm.data.chords import LABELS, beat_labels
-from melodylm.data.pairs import SPLITS, PairDataset, PairSettings, build_pairs, collate_pairs, collate_targets
+from melodylm.data.pairs import (
+    SPLITS,
+    PairDataset,
+    PairSettings,
+    build_pairs,
+    collate_pairs,
+    collate_targets,
+    stable_root,
+)
 from melodylm.data.playlists import (
     TITLE_VOCAB_SIZE,
     Catalog,
@@ -222,7 +230,7 @@ class PairDataModule(HeldOutSplits):
     @property
     def prepare_settings(self) -> dict:
         """What a checkpoint needs to clean new inputs as training data was (``clean`` is the target side's)."""
-        pairs = {**asdict(self.settings), "root": str(Path(self.settings.root).resolve())}
+        pairs = {**asdict(self.settings), "root": stable_root(self.settings.root)}
         return {"pairs": pairs, "clean": self.settings.clean("target").to_dict(),
                 "source_clean": self.settings.clean("source").to_dict()}
 

@@ -1,6 +1,7 @@
 """(condition, target) pairs of token sequences from multitrack MIDI, their dataset and collate functions.
 
-Two layouts of a source folder:
+Two layouts of a source folder (or ``music21:bach``, music21's Bach chorales
+exported once into the cache in the ``folders`` layout, :mod:`melodylm.data.chorales`):
 
 - ``folders`` (the default, the Nottingham layout): ``ROOT/<source>/X.mid`` and
   ``ROOT/<target>/X.mid`` are two parts of the same tune ``X``, e.g.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from symusic import Score
 from torch.utils.data import Dataset
 
 from melodylm.data.alignment import FEATURES, TokenClock, aligned_features, condition_frames, input_times
+from melodylm.data.chorales import resolve_root
 from melodylm.data.midi import MIDI_SUFFIXES, CleanOptions, Rejected, clean_score, read_score
 from melodylm.data.prepare import split_of
 from melodylm.data.tokenizer import SpecialIds, build_tokenizer, fingerprint, score_to_ids
@@ -67,7 +69,7 @@ class PairSettings:
             raise UserError(f"layout must be 'folders' or 'tracks', not {self.layout!r}")
         if self.melody not in ("source", "target", "none"):
             raise UserError(f"melody must be 'source', 'target' or 'none', not {self.melody!r}")
-        if not Path(self.root).is_dir():
+        if not is_embedded(self.root) and not Path(self.root).is_dir():
             raise UserError(f"pair source folder {self.root} does not exist")
 
     def clean(self, side: str) -> CleanOptions:
@@ -75,7 +77,7 @@ class PairSettings:
                             pitch_range=tuple(self.pitch_range))
 
     def key(self) -> str:
-        blob = {**asdict(self), "root": str(Path(self.root).resolve()), "format": CACHE_FORMAT,
+        blob = {**asdict(self), "root": stable_root(self.root), "format": CACHE_FORMAT,
                 "vocabulary": fingerprint(build_tokenizer("REMI", tuple(self.pitch_range)))}
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
@@ -87,6 +89,16 @@ class Pair:
     source: np.ndarray  # token ids, no BOS/EOS
     target: np.ndarray
     meta: dict = field(default_factory=dict)
+
+
+def is_embedded(root: str) -> bool:
+    """A pair source that ships with a package (``music21:bach``, see :mod:`melodylm.data.chorales`)."""
+    return str(root).startswith("music21:")
+
+
+def stable_root(root: str) -> str:
+    """``root`` as settings record it: an embedded source by name, a folder by its absolute path."""
+    return str(root) if is_embedded(root) else str(Path(root).resolve())
 
 
 def tune_split(name: str, val_frac: float, test_frac: float) -> str:
@@ -174,7 +186,7 @@ def build_pairs(settings: PairSettings, cache_root: Path | str = "datasets/seq2s
     if (folder / "pairs.npz").is_file() and (folder / "unpaired.json").is_file():
         return _read_cache(folder), json.loads((folder / "unpaired.json").read_text())
     tokenizer = build_tokenizer("REMI", tuple(settings.pitch_range))
-    tunes, unpaired = find_tunes(settings)
+    tunes, unpaired = find_tunes(replace(settings, root=resolve_root(settings.root, cache_root)))
     pairs = []
     with progress_bar() as bar:
         task = bar.add_task(f"pairing {settings.source} -> {settings.target}", total=len(tunes))

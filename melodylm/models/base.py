@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Timer
 
 from melodylm.checkpoint import block, check_tokenizer_matches
 from melodylm.data.windows import IGNORE
+from melodylm.errors import UserError
 
 
 def masked_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -72,15 +73,19 @@ class TrainingSteps(L.LightningModule):
              {"params": no_decay, "weight_decay": 0.0}],
             lr=self.hparams.lr,
         )
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        estimated = float(self.trainer.estimated_stepping_batches)
         warmup, floor = self.hparams.warmup_steps, self.hparams.min_lr_ratio
         horizon = self.schedule_seconds()
+        if not math.isfinite(estimated) and not horizon:
+            raise UserError("an endless run (max_epochs -1, no max_steps) needs trainer.max_time and "
+                            "model.init_args.time_horizon to anneal the learning rate by the clock")
+        total = max(int(estimated), 1) if math.isfinite(estimated) else None
         start = time.monotonic()
 
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            progress = (step - warmup) / max(total - warmup, 1)
+            progress = (step - warmup) / max(total - warmup, 1) if total else 0.0
             if horizon:
                 progress = max(progress, (time.monotonic() - start) / horizon)
             progress = min(progress, 1.0)

@@ -20,6 +20,7 @@ class Seq2SeqModule(TrainingSteps):
     model's (AdamW, warm-up, cosine). ``vocab_size`` is linked from the data
     module by the CLI. ``aligned`` feeds the decoder what the condition sounds at
     its current time (the data module's ``aligned: true`` serves it).
+    ``time_horizon`` anneals the learning rate by the clock (see :class:`TrainingSteps`).
     """
 
     checkpoint_kind = "seq2seq"
@@ -37,6 +38,7 @@ class Seq2SeqModule(TrainingSteps):
         weight_decay: float = 0.01,
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.05,
+        time_horizon: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
