@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         m.add_argument("--ckpt", required=True, help="seq2seq checkpoint or run folder")
         m.add_argument("--root", default=None, help="pair source folder (default: the checkpoint's)")
         m.add_argument("--cache-dir", default="datasets/seq2seq", help="tokenized-pair cache (default datasets/seq2seq)")
-        m.add_argument("--limit", type=int, default=None, help="only the first N test pairs (quick checks)")
+        m.add_argument("--split", default="test", choices=["val", "test"],
+                       help="held-out split: tune on val, report test (default test)")
+        m.add_argument("--limit", type=int, default=None, help="only the first N pairs of the split (quick checks)")
         m.add_argument("--json", type=Path, default=None, help="also write the result here")
         m.add_argument("--batch", type=int, default=16, help="conditions per decoder call (default 16)")
         if name in ("nll", "chordtones"):

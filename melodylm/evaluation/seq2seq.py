@@ -95,7 +95,7 @@ def load_lm_for(gen: ConditionalGenerator, path: str):
 
 def run_nll(args) -> dict:
     gen = load(args.ckpt, kinds=("seq2seq",))
-    pairs = test_pairs(gen, args.cache_dir, args.root, limit=args.limit)
+    pairs = test_pairs(gen, args.cache_dir, args.root, split=args.split, limit=args.limit)
     s_total, s_count = seq2seq_nll(gen, pairs)
     out = {"task": f"{gen.source_name} -> {gen.target_name}", "pairs": len(pairs), "tokens": s_count,
            "seq2seq_nll_token": s_total / s_count}
@@ -144,7 +144,7 @@ def run_harmony(args) -> dict:
         counts.update(x for x in beat_labels(chords, num_beats(melody, chords)) if x != "N")
     most_frequent = counts.most_common(1)[0][0]
     tagger = load(args.tagger, kinds=("chord_tagger",)) if args.tagger else None
-    pairs = test_pairs(gen, args.cache_dir, args.root, limit=args.limit)
+    pairs = test_pairs(gen, args.cache_dir, args.root, split=args.split, limit=args.limit)
     tallies = {k: np.zeros(4, dtype=np.int64) for k in ("seq2seq", "tagger", "most_frequent")}
     beats_seen = {k: ([], []) for k in tallies}  # (predicted, real) labels of every test beat, for mir_eval
     generated = {}
@@ -220,7 +220,7 @@ def run_chordtones(args) -> dict:
         raise UserError("chordtones needs a chords -> melody checkpoint")
     tok = gen.tokenizer
     lm = load_lm_for(gen, args.lm) if args.lm else None
-    pairs = test_pairs(gen, args.cache_dir, args.root, limit=args.limit)
+    pairs = test_pairs(gen, args.cache_dir, args.root, split=args.split, limit=args.limit)
     tallies = {k: np.zeros(4, dtype=np.int64) for k in ("real", "seq2seq", "lm")}
     with progress_bar() as bar:  # one melody per test chord part, a batch of chord parts per decoder call
         task = bar.add_task("melodies for test chord parts", total=len(pairs))
