@@ -127,3 +127,26 @@ def test_an_aligned_model_refuses_to_run_without_its_tokenizer():
     model = Seq2Seq(len(TOK), 8, 8, aligned=True)
     with pytest.raises(ValueError, match="tokenizer"):
         ConditionedLM.from_ids(model, [[4, 5]], SPECIAL.pad)
+
+
+def test_training_windows_cover_the_same_bars_on_both_sides():
+    """Chords (about 11 tokens a bar) and a busy melody (about 26): a window ends at the same bar on both sides,
+    fits max_len on each, and has an end token only where the tune ends."""
+    bars = 24
+    chords = np.array(score_to_ids(TOK, chords_to_score(parse_chord_symbols(" ".join(["C", "G"] * (bars // 2))))))
+    melody = np.array(score_to_ids(TOK, _melody([(b / 2, 0.5, 60 + b % 12) for b in range(8 * bars)])))
+    bar = TOK.vocab["Bar_None"]
+    dataset = PairDataset([Pair("x", "train", chords, melody)], SPECIAL, max_len=96, bar_id=bar)
+    torch.manual_seed(0)
+    ends = 0
+    for _ in range(40):
+        src, tgt = dataset[0]
+        assert len(src) <= 96 and len(tgt) <= 96 + 2 and tgt[0] == SPECIAL.bos
+        assert src[0] == bar and tgt[1] == bar
+        src_bars, tgt_bars = int((src == bar).sum()), int((tgt == bar).sum())
+        if tgt[-1] == SPECIAL.eos:
+            ends += 1
+            assert np.array_equal(tgt[1:-1].numpy(), melody[-(len(tgt) - 2):])  # the tune's own end
+        else:
+            assert src_bars == tgt_bars >= 2  # cut at a bar line both sides share
+    assert 0 < ends < 40

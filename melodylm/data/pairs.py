@@ -228,9 +228,10 @@ class PairDataset(Dataset):
 
     With ``max_len`` (training), a pair longer than that is cropped to an
     aligned window: both sides start at the same bar ``k`` (drawn uniformly
-    from the torch RNG; ``bar_id`` is the tokenizer's ``Bar_None``) and are cut
-    to ``max_len`` tokens, so training sees every part of a tune at a fixed cost
-    while condition and target stay in step. Without it: whole pieces.
+    from the torch RNG; ``bar_id`` is the tokenizer's ``Bar_None``) and end
+    at the same later bar, as many whole bars as fit ``max_len`` tokens on both
+    sides, so training sees every part of a tune at a fixed cost while
+    condition and target cover the same music. Without it: whole pieces.
 
     With ``tokenizer`` (an aligned model), each item also holds
     ``(target_time, FEATURES)`` features: what the condition sounds at the time
@@ -248,26 +249,45 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def _window(self, source: np.ndarray, target: np.ndarray) -> tuple[slice, slice]:
+        """Both sides from bar ``k`` (random) to the same later bar: as many whole bars as fit ``max_len`` on
+        both sides, so the window's condition and target cover the same music (the aligned features never
+        run out before the target does). Without two bars to cut at, the sides are cut by tokens."""
+        whole = slice(0, len(source)), slice(0, len(target))
+        if self.bar_id is None:
+            return whole
+        src_bars, tgt_bars = np.flatnonzero(source == self.bar_id), np.flatnonzero(target == self.bar_id)
+        bars = min(len(src_bars), len(tgt_bars))
+        if bars < 2:
+            return whole
+        k = int(torch.randint(bars, ()))
+        s0, t0 = int(src_bars[k]), int(tgt_bars[k])
+        if max(len(source) - s0, len(target) - t0) <= self.max_len:
+            return slice(s0, len(source)), slice(t0, len(target))
+        src_at, tgt_at = src_bars[k:bars] - s0, tgt_bars[k:bars] - t0  # bar starts both sides still have
+        cuts = np.flatnonzero((src_at <= self.max_len) & (tgt_at <= self.max_len))[1:]  # keep bars [0, j)
+        if not len(cuts):
+            return slice(s0, len(source)), slice(t0, len(target))
+        j = int(cuts[-1])
+        return slice(s0, s0 + int(src_at[j])), slice(t0, t0 + int(tgt_at[j]))
+
     def __getitem__(self, i: int):
         p = self.pairs[i]
-        source, target, head = p.source, p.target, [self.ids.bos]
-        if self.max_len and max(len(source), len(target)) > self.max_len and self.bar_id is not None:
-            src_bars, tgt_bars = np.flatnonzero(source == self.bar_id), np.flatnonzero(target == self.bar_id)
-            bars = min(len(src_bars), len(tgt_bars))
-            if bars > 1:
-                k = int(torch.randint(bars, ()))
-                source, target = source[src_bars[k]:], target[tgt_bars[k]:]
-        if self.max_len:
-            source, target = source[: self.max_len], target[: self.max_len]
+        src_cut, tgt_cut = slice(0, len(p.source)), slice(0, len(p.target))
+        if self.max_len and max(len(p.source), len(p.target)) > self.max_len:
+            src_cut, tgt_cut = self._window(p.source, p.target)
+        if self.max_len:  # at most max_len tokens a side
+            src_cut = slice(src_cut.start, min(src_cut.stop, src_cut.start + self.max_len))
+            tgt_cut = slice(tgt_cut.start, min(tgt_cut.stop, tgt_cut.start + self.max_len))
+        source, target = p.source[src_cut], p.target[tgt_cut]
+        tail = [self.ids.eos] if tgt_cut.stop == len(p.target) else []  # EOS only where the tune ends
         if self.pitches is not None:
             source, target = transpose_ids(self.pitches, [source, target], int(torch.randint(12, ())) - 5)
         src = torch.as_tensor(np.asarray(source), dtype=torch.long)
-        tgt = torch.as_tensor(np.concatenate([head, target, [self.ids.eos]]), dtype=torch.long)
-        if self.max_len:
-            tgt = tgt[: self.max_len + 1]
+        tgt = torch.as_tensor(np.concatenate([[self.ids.bos], target, tail]), dtype=torch.long)
         if self.tokenizer is None:
             return src, tgt
-        times = input_times(tgt[1:-1].numpy() if tgt[-1] == self.ids.eos else tgt[1:].numpy(), self.clock)
+        times = input_times(target, self.clock)  # the inputs: BOS, then every target token
         feats = aligned_features(condition_frames(source, self.tokenizer), times[: len(tgt) - 1])
         return src, tgt, torch.from_numpy(feats)
 
