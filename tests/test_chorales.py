@@ -19,6 +19,7 @@ from symusic import Score
 
 from melodylm.data import chorales
 from melodylm.data.chords import chord_label, parse_chord_symbol
+from melodylm.data.corpus import pickup_padding
 from melodylm.data.pairs import PairSettings, build_pairs
 from melodylm.data.tokenizer import build_tokenizer
 from melodylm.errors import UserError
@@ -94,7 +95,7 @@ def test_pickup_puts_the_first_full_bar_on_a_bar_line(bwv66):
     chorale, melody, chords, _ = bwv66
     soprano = chorale.parts["Soprano"]
     first, second = soprano.getElementsByClass(stream.Measure)[:2]
-    assert first.paddingLeft == 3.0 and chorales.pickup_quarters(soprano) == 3.0
+    assert first.paddingLeft == 3.0 and pickup_padding(soprano) == 3.0
     downbeat = second.notes[0]  # A4, the first full bar's downbeat, after the pickup's two notes
     note_ = melody.tracks[0].notes[len(first.notes)]
     assert note_.pitch == downbeat.pitch.midi == 69

@@ -97,22 +97,6 @@ def beat_quarters(numerator: int, denominator: int) -> float:
     return 4 / denominator
 
 
-def pickup_quarters(part) -> float:
-    """Quarter notes missing from an incomplete first bar (the rest that puts an anacrusis at the end of bar 0)."""
-    import music21
-
-    measures = part.getElementsByClass(music21.stream.Measure)
-    if not measures:
-        return 0.0
-    first = measures[0]
-    ts = first.timeSignature or first.getContextByClass(music21.meter.TimeSignature)
-    if ts is None:
-        return 0.0
-    bar = float(ts.barDuration.quarterLength)
-    missing = bar - float(first.duration.quarterLength)
-    return missing if 0 < missing < bar else 0.0
-
-
 def _ticks(quarters) -> int:
     return int(round(float(quarters) * TPQ))
 
@@ -208,7 +192,9 @@ def chorale_to_scores(chorale) -> tuple[Score, Score, list[tuple[int, int, str]]
     parts = list(chorale.parts)
     if len(parts) != 4:
         raise Skipped("not 4 parts", f"{len(parts)} parts: {', '.join(str(p.partName) for p in parts)}")
-    shift = pickup_quarters(parts[0])
+    from melodylm.data.corpus import pickup_padding  # imports music21: only when a chorale is converted
+
+    shift = pickup_padding(parts[0])
     voices = [part_notes(p, shift) for p in parts]
     if any(len(v) == 0 for v in voices):
         raise Skipped("empty part")

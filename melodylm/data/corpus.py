@@ -45,7 +45,7 @@ def write_score_midi(score: music21.stream.Score, path: Path) -> int:
     bpm = float(marks[0].getQuarterBPM()) if marks and marks[0].getQuarterBPM() else 120.0
     spq = 60.0 / bpm
     parts = list(score.parts) or [score]
-    shift = _pickup_padding(parts[0])
+    shift = pickup_padding(parts[0])
     pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=bpm)  # 480 = 2^5 * 3 * 5: triplets and 32nds exact
     count = 0
     for part in parts:
@@ -69,7 +69,7 @@ def write_score_midi(score: music21.stream.Score, path: Path) -> int:
     return count
 
 
-def _pickup_padding(part) -> float:
+def pickup_padding(part) -> float:
     """Quarter lengths missing from an incomplete first bar (an anacrusis)."""
     measures = part.getElementsByClass(music21.stream.Measure)
     if not measures:
