@@ -27,6 +27,7 @@ per-beat melody features with one chord label per beat.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -238,7 +239,7 @@ class ConditionedLM(nn.Module):
 
     def _features(self, ids: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """Advance the row clocks over ``ids`` ``(batch, time)``; the condition's frames at each time reached."""
-        clock = state.clock.select(torch.arange(ids.size(0), device=ids.device))  # a copy: states are reused
+        clock = copy.copy(state.clock)  # states are reused (beams); Timeline.update rebinds, never writes in place
         times = torch.empty(ids.shape, device=ids.device)
         for t in range(ids.size(1)):
             clock.update(ids[:, t])
