@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from melodylm.decoding import processors as P
+from melodylm.models.components.rnn_lm import map_state
 
 
 @dataclass
@@ -113,7 +114,7 @@ class Decoder:
         logits, state = self.model(prefix)  # once, then copied to every row
         if batch > 1 and logits.size(0) == batch:  # a model conditioned per row (seq2seq) answered for every row
             return logits[:, -1], state, prefix.expand(batch, -1)
-        state = _select_state(state, torch.zeros(batch, dtype=torch.long, device=prefix.device))
+        state = select_state(state, torch.zeros(batch, dtype=torch.long, device=prefix.device))
         return logits[:, -1].expand(batch, -1), state, prefix.expand(batch, -1)
 
     def _clock(self, stop: StopAt, batch: int, primer: list[int], device: torch.device):
@@ -277,7 +278,7 @@ class Decoder:
             history = torch.cat([history[idx], toks.unsqueeze(-1)], dim=1)
             token_lp = torch.cat([token_lp[idx], logp[idx, toks].unsqueeze(-1)], dim=1)
             scores = torch.tensor(keep_scores, device=device)
-            state = _select_state(state, idx)
+            state = select_state(state, idx)
             if clock is not None:
                 clock = clock.select(idx)
                 clock.update(toks)
@@ -306,7 +307,7 @@ def _draw(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tens
     return torch.where(ok, nxt, probs.argmax(-1))  # float edge at the very top of the CDF
 
 
-def _select_state(state, idx: torch.Tensor):
+def select_state(state, idx: torch.Tensor):
     """Reorder a recurrent state ``(layers, batch, hidden)`` (or an LSTM pair) along the batch.
 
     A state object with a ``select(idx)`` method reorders itself (e.g. a
@@ -319,3 +320,29 @@ def _select_state(state, idx: torch.Tensor):
     if isinstance(state, torch.Tensor):  # (a tensor has a select() of its own, with another meaning)
         return state[:, idx]
     return state.select(idx)
+
+
+def feed(model, logp: torch.Tensor, state, seqs: list[list[int]]):
+    """Feed each row its own token list with ``model.step``; a row whose list has ended keeps its state.
+
+    What both transcription priors branch with: ``logp`` ``(rows, vocab)`` holds each row's next-token
+    log-probabilities, ``state`` its recurrent state (as :func:`select_state` takes it). Returns the new
+    ``logp``, the new state and the summed log-probability of each row's tokens. Nothing is re-run: a row
+    of ``k`` tokens costs ``k`` steps (rows are stepped together while they have tokens left).
+    """
+    device = logp.device
+    total = torch.zeros(len(seqs), device=device)
+    logp = logp.clone()
+    state = map_state(torch.Tensor.clone, state)
+    for j in range(max((len(s) for s in seqs), default=0)):
+        rows = torch.tensor([i for i, s in enumerate(seqs) if len(s) > j], device=device)
+        toks = torch.tensor([seqs[i][j] for i in rows.tolist()], device=device)
+        total[rows] += logp[rows, toks]
+        logits, new = model.step(toks, select_state(state, rows))
+        logp[rows] = logits.log_softmax(-1)
+        if isinstance(state, tuple):
+            for s, n in zip(state, new):
+                s[:, rows] = n
+        else:
+            state[:, rows] = new
+    return logp, state, total

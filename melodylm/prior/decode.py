@@ -29,9 +29,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from melodylm.decoding.core import _select_state
+from melodylm.decoding.core import feed, select_state
 from melodylm.errors import UserError
-from melodylm.models.components.rnn_lm import map_state
 from melodylm.prior.notes import Grid, Note, notes_to_score
 from melodylm.prior.posteriors import Segment
 
@@ -163,29 +162,6 @@ class _Beam:
         self.choices, self.last = choices, last
 
 
-def _feed(model, logp: torch.Tensor, state, seqs: list[list[int]]):
-    """Feed each row its own token list with ``model.step``; rows with no tokens left keep their state.
-
-    ``logp``: ``(rows, vocab)`` log-probabilities of the next token. Returns the
-    new ``logp``, state and the summed log-probability of each row's tokens.
-    """
-    total = torch.zeros(len(seqs))
-    logp = logp.clone()
-    state = map_state(torch.Tensor.clone, state)
-    for j in range(max((len(s) for s in seqs), default=0)):
-        rows = torch.tensor([i for i, s in enumerate(seqs) if len(s) > j])
-        toks = torch.tensor([seqs[i][j] for i in rows.tolist()])
-        total[rows] += logp[rows, toks]
-        logits, new = model.step(toks, _select_state(state, rows))
-        logp[rows] = logits.log_softmax(-1)
-        if isinstance(state, tuple):
-            for s, n in zip(state, new):
-                s[:, rows] = n
-        else:
-            state[:, rows] = new
-    return logp, state, total
-
-
 @torch.inference_mode()
 def decode(lm, segs: list[Segment], grid: Grid, lam: float = 1.0, beam_size: int = 8,
            note_bonus: float = 0.0) -> Transcription:
@@ -209,9 +185,11 @@ def decode(lm, segs: list[Segment], grid: Grid, lam: float = 1.0, beam_size: int
     durations = Durations(lm.tokenizer, grid)
     ticks = [grid.tick(s.onset) for s in segs]
     model, dec = lm.decoder.model, lm.decoder
-    logits, state = model(torch.tensor([[dec.bos]]))
-    beam = _Beam(logits[:, -1].log_softmax(-1), state, torch.zeros(1), torch.zeros(1), [[]], [-1])
-    bonus = torch.zeros(1)
+    dev = dec.device  # every tensor of the search lives beside the model
+    logits, state = model(torch.tensor([[dec.bos]], device=dev))
+    beam = _Beam(logits[:, -1].log_softmax(-1), state, torch.zeros(1, device=dev), torch.zeros(1, device=dev), [[]],
+                 [-1])
+    bonus = torch.zeros(1, device=dev)
     for i, seg in enumerate(segs):
         rows, seqs, ac, picks = [], [], [], []
         for b in range(len(beam.choices)):
@@ -228,20 +206,20 @@ def decode(lm, segs: list[Segment], grid: Grid, lam: float = 1.0, beam_size: int
                 seqs.append([] if k < 0 else before + chunks[i][k])
                 ac.append(a)
                 picks.append(k)
-        idx = torch.tensor(rows)
-        logp, st, gained = _feed(model, beam.logp[idx], _select_state(beam.state, idx), seqs)
-        acoustic = beam.acoustic[idx] + torch.tensor(ac)
+        idx = torch.tensor(rows, device=dev)
+        logp, st, gained = feed(model, beam.logp[idx], select_state(beam.state, idx), seqs)
+        acoustic = beam.acoustic[idx] + torch.tensor(ac, device=dev)
         lmsc = beam.lm[idx] + gained
-        bonus = bonus[idx] + note_bonus * (torch.tensor(picks) >= 0)
+        bonus = bonus[idx] + note_bonus * (torch.tensor(picks, device=dev) >= 0)
         keep = torch.topk(acoustic + lam * (lmsc + bonus), min(beam_size, len(rows))).indices
         bonus = bonus[keep]
         kept = keep.tolist()
-        beam = _Beam(logp[keep], _select_state(st, keep), acoustic[keep], lmsc[keep],
+        beam = _Beam(logp[keep], select_state(st, keep), acoustic[keep], lmsc[keep],
                      [beam.choices[rows[j]] + [picks[j]] for j in kept],
                      [i if picks[j] >= 0 else beam.last[rows[j]] for j in kept])
     ends = [durations(grid.tick(segs[last].candidates[choices[last]].offset) - ticks[last]) if last >= 0 else []
             for last, choices in zip(beam.last, beam.choices)]  # the last note's Duration, by its own offset
-    logp, _, gained = _feed(model, beam.logp, beam.state, ends)
+    logp, _, gained = feed(model, beam.logp, beam.state, ends)
     lm_final = beam.lm + gained + logp[:, dec.eos]
     best = int((beam.acoustic + lam * (lm_final + bonus)).argmax())
     total = beam.acoustic + lam * lm_final

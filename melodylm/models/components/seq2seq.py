@@ -99,7 +99,7 @@ class DecoderState:
     """What the decoder carries between steps: LSTM ``(h, c)`` (each ``(layers, batch, hidden)``) and the memory.
 
     ``select(idx)`` reorders (or repeats) rows of both, the protocol
-    :func:`melodylm.decoding.core._select_state` uses for beam search and for
+    :func:`melodylm.decoding.core.select_state` uses for beam search and for
     copying one primed state to a batch.
     """
 
