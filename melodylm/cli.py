@@ -65,13 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rescore N-best lists of note sequences (from any transcription system) with a language model: "
         "each candidate's notes become the checkpoint's tokens on the list's beat grid and are ranked by acoustic "
         "score + λ · LM log-probability (nats).")
-    add("transcribe", "melody of an audio file: basic-pitch posteriors decoded with the LM prior", prior,
+    add("transcribe", "melody (or --polyphonic: every note) of an audio file, decoded with an LM prior", prior,
         prior.add_transcribe_arguments,
         description="Transcribe the melody line of an audio file (needs `make transcribe-extra`): basic-pitch's "
         "note/onset posteriors are cut into note segments and decoded by beam search with the melody LM as a prior "
-        "(acoustic + λ·LM); --no-prior gives the acoustic-only result.",
-        epilog="example: melodylm transcribe tune.wav --ckpt checkpoints/nottingham-melody --bpm 120 "
-        "--time-signature 6/8 --out tune.mid")
+        "(acoustic + λ·LM); --no-prior gives the acoustic-only result. With --polyphonic, every note: the "
+        "posteriors are pooled onto a piano-roll checkpoint's frame grid and decoded by a beam search over whole "
+        "frames with that LM as the prior (--no-prior: frames above --threshold).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  melodylm transcribe tune.wav --ckpt checkpoints/nottingham-melody --bpm 120 "
+        "--time-signature 6/8 --out tune.mid\n  melodylm transcribe chorale.wav --polyphonic "
+        "--ckpt checkpoints/pianoroll-jsb --bpm 100 --out chorale.mid")
     add("bench", "benchmarks in the literature's units (piano-roll, melody, transcription)", bench,
         description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add("embed", "song embeddings of a folder of MIDI files with a music LM (for playlists)", playlist,

@@ -4,7 +4,9 @@
 Boulanger-Lewandowski ``.mat`` file and reports nats per frame;
 ``melody`` scores a prepared split with a language model beside n-gram
 baselines; ``transcription`` renders Nottingham tunes and measures the melody
-transcription prior (needs ``make transcribe-extra audio``).
+transcription prior, or with ``--polyphonic`` renders a ``.mat`` file's pieces
+on a piano and measures the piano-roll LM prior (both need ``make
+transcribe-extra audio``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import yaml
 from melodylm.checkpoint import load
 from melodylm.commands.args import existing_input, output_folder
 from melodylm.errors import UserError
-from melodylm.evaluation import bench_melody, bench_pianoroll, bench_transcription
+from melodylm.evaluation import bench_melody, bench_pianoroll, bench_polyphonic, bench_transcription
 
 log = logging.getLogger("melodylm")
 
@@ -53,10 +55,15 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
                         "--data datasets/prepared/nottingham-melody-t5 --out runs/melody-nottingham.json")
     bench_melody.add_arguments(m)
 
-    t = bsub.add_parser("transcription", help="melody transcription with the LM prior on rendered Nottingham tunes",
-                        description=bench_transcription.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                        epilog="example: melodylm bench transcription --ckpt checkpoints/nottingham-melody")
+    t = bsub.add_parser("transcription", help="melody (or --polyphonic: piano-roll) transcription with an LM prior "
+                        "on rendered audio",
+                        description=bench_transcription.__doc__ + "\nWith --polyphonic:\n\n" + bench_polyphonic.__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="examples: melodylm bench transcription --ckpt checkpoints/nottingham-melody\n"
+                        "  melodylm bench transcription --polyphonic --ckpt checkpoints/pianoroll-jsb "
+                        "--data ../shared/data/pianoroll/JSB_Chorales.mat --out runs/transcription-jsb")
     bench_transcription.add_arguments(t)
+    bench_polyphonic.add_arguments(t)
 
 
 def main(args) -> int:
@@ -64,7 +71,7 @@ def main(args) -> int:
         bench_melody.main(args)
     elif args.bench == "transcription":
         torch.set_num_threads(1)
-        bench_transcription.run(args)
+        (bench_polyphonic if args.polyphonic else bench_transcription).run(args)
     else:
         if args.threads:
             torch.set_num_threads(args.threads)

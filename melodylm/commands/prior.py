@@ -18,6 +18,8 @@ log = logging.getLogger("melodylm")
 # onset shift -0.03 s (basic-pitch's onsets come late), λ = 1, no margin (-1: keep all top-k), no skipping,
 # repeats held; beam 1 scored as well as 4 and 8 there (0.906 against 0.904 and 0.904).
 DEFAULT_LAM, DEFAULT_BEAM, DEFAULT_BONUS, DEFAULT_SKIP, DEFAULT_SHIFT, DEFAULT_MARGIN = 1.0, 1, 0.0, None, -0.03, -1.0
+# --polyphonic: chosen on the validation pieces of melodylm bench transcription --polyphonic (docs/transcription.md)
+POLY_THETA, POLY_LAM, POLY_BEAM, POLY_CANDIDATES, POLY_FRAMES_PER_BEAT = 0.3, 1.0, 8, 8, 2
 
 
 def add_rescore_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,11 +33,13 @@ def add_rescore_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_transcribe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio", type=Path, help="audio file (WAV, or anything librosa reads)")
-    p.add_argument("--out", required=True, type=Path, help="MIDI file to write (the melody)")
-    p.add_argument("--ckpt", default=None, help="melody LM checkpoint or run folder (required unless --no-prior)")
+    p.add_argument("--out", required=True, type=Path, help="MIDI file to write (the melody, or every note)")
+    p.add_argument("--ckpt", default=None, help="melody LM checkpoint or run folder, or with --polyphonic a piano-roll "
+                   "one (required unless --no-prior)")
     p.add_argument("--no-prior", action="store_true", help="acoustic scores only: the best path without the LM")
-    p.add_argument("--lam", type=float, default=DEFAULT_LAM, help=f"LM weight λ (default {DEFAULT_LAM})")
-    p.add_argument("--beam", type=int, default=DEFAULT_BEAM, help=f"beam size (default {DEFAULT_BEAM})")
+    p.add_argument("--lam", type=float, default=None,
+                   help=f"LM weight λ (default {DEFAULT_LAM}; --polyphonic: {POLY_LAM})")
+    p.add_argument("--beam", type=int, default=None, help=f"beam size (default {DEFAULT_BEAM}; --polyphonic: {POLY_BEAM})")
     p.add_argument("--note-bonus", type=float, default=DEFAULT_BONUS, help="nats per note added to the LM score (default 0)")
     p.add_argument("--skip", type=float, default=DEFAULT_SKIP,
                    help="allow segments without a melody onset, with this log-score offset (default: never skip)")
@@ -52,6 +56,17 @@ def add_transcribe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-signature", default="4/4", help="meter for the LM's bar lines (default 4/4)")
     p.add_argument("--origin", type=float, default=0.0, help="time (s) of the first downbeat (default 0)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    g = p.add_argument_group("polyphonic transcription (a piano-roll LM as the prior)")
+    g.add_argument("--polyphonic", action="store_true",
+                   help="every note, not a melody: basic-pitch's frame posteriors pooled onto the piano-roll "
+                   "checkpoint's grid and decoded by a beam search over frames (acoustic + λ·LM)")
+    g.add_argument("--threshold", type=float, default=POLY_THETA,
+                   help=f"a key sounds where its posterior exceeds this, by the acoustics alone (default {POLY_THETA})")
+    g.add_argument("--candidates", type=int, default=POLY_CANDIDATES,
+                   help=f"acoustically best frames proposed per grid frame (default {POLY_CANDIDATES})")
+    g.add_argument("--frames-per-beat", type=int, default=None,
+                   help=f"grid frames per quarter note (default: the checkpoint's; {POLY_FRAMES_PER_BEAT} with "
+                   "--no-prior and no --ckpt)")
 
 
 def rescore_main(args) -> int:
@@ -79,6 +94,8 @@ def estimate_qpm(audio: Path) -> float:
 
 
 def transcribe_main(args) -> int:
+    if args.polyphonic:
+        return transcribe_polyphonic(args)
     import torch
 
     from melodylm.prior import acoustic
@@ -88,6 +105,8 @@ def transcribe_main(args) -> int:
 
     if not args.no_prior and not args.ckpt:
         raise UserError("--ckpt is required unless --no-prior")
+    args.lam = DEFAULT_LAM if args.lam is None else args.lam
+    args.beam = DEFAULT_BEAM if args.beam is None else args.beam
     if args.beam < 1:
         raise UserError(f"--beam must be >= 1, got {args.beam}")
     if args.top_k < 1:
@@ -122,4 +141,53 @@ def transcribe_main(args) -> int:
     else:
         log.info("%s: %d notes from %d segments (%s, %.1f bpm) -> %s", args.audio, len(notes), len(segs),
                  f"LM prior λ={args.lam}, beam {args.beam}" if lm else "acoustic only", qpm, args.out)
+    return 0
+
+
+def transcribe_polyphonic(args) -> int:
+    """``melodylm transcribe --polyphonic``: every note of the audio on a piano-roll checkpoint's frame grid."""
+    import torch
+
+    from melodylm.prior import acoustic
+    from melodylm.prior import frames as FR
+
+    lam = POLY_LAM if args.lam is None else args.lam
+    beam = POLY_BEAM if args.beam is None else args.beam
+    if not args.no_prior and not args.ckpt:
+        raise UserError("--ckpt (a piano-roll checkpoint) is required unless --no-prior")
+    if beam < 1 or args.candidates < 1:
+        raise UserError(f"--beam and --candidates must be >= 1, got {beam} and {args.candidates}")
+    if not 0 < args.threshold < 1:
+        raise UserError(f"--threshold must be in (0, 1), got {args.threshold}")
+    if not args.audio.is_file():
+        raise UserError(f"{args.audio} does not exist")
+    acoustic._import_basic_pitch()
+    lm = load(args.ckpt, kinds=("pianoroll_language_model",)) if args.ckpt else None
+    fpb = args.frames_per_beat or (lm.frames_per_beat if lm else POLY_FRAMES_PER_BEAT)
+    if lm and args.frames_per_beat and args.frames_per_beat != lm.frames_per_beat and not args.no_prior:
+        raise UserError(f"--frames-per-beat {args.frames_per_beat}: the checkpoint's grid has {lm.frames_per_beat} "
+                        "frames per beat (its LM knows no other)")
+    torch.set_num_threads(1)
+    qpm = args.bpm if args.bpm is not None else estimate_qpm(args.audio)
+    grid = FR.FrameGrid(qpm, fpb, args.origin)
+    probs = FR.pool(acoustic.posteriorgram(acoustic.basic_pitch_output(args.audio)), grid)
+    probs = probs[: FR.extent(probs, args.threshold)]
+    if args.no_prior:
+        roll, result = FR.threshold(probs, args.threshold), None
+    else:
+        result = FR.decode(lm, probs, lam=lam, beam_size=beam, candidates=args.candidates, theta=args.threshold)
+        roll = result.roll
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    FR.roll_to_midi(roll, grid).dump_midi(str(args.out))
+    summary = {"audio": str(args.audio), "out": str(args.out), "frames": int(len(roll)),
+               "notes": len(FR.note_runs(roll)[0]),
+               "prior": result is not None, "lam": lam if result else 0.0, "beam": beam, "qpm": qpm,
+               "frames_per_beat": fpb, "threshold": args.threshold,
+               "acoustic": result.acoustic if result else None, "lm": result.lm if result else None}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        log.info("%s: %d notes over %d frames (%s, %.1f bpm, %d frames per beat) -> %s", args.audio, summary["notes"],
+                 len(roll), f"piano-roll LM prior λ={lam}, beam {beam}" if result else "acoustic only", qpm, fpb,
+                 args.out)
     return 0

@@ -180,8 +180,10 @@ def add_arguments(p) -> None:
     p.add_argument("--val", type=int, default=10, help="validation tunes (tuning)")
     p.add_argument("--test", type=int, default=20, help="test tunes (reported)")
     p.add_argument("--seconds", type=float, default=30.0, help="seconds of each tune")
-    p.add_argument("--lams", default="0.5,1", help="LM weights tried on the validation tunes")
-    p.add_argument("--beams", default="1,4,8", help="beam sizes tried on the validation tunes (after the rest)")
+    p.add_argument("--lams", default=None, help="LM weights tried on the validation tunes (default 0.5,1; "
+                   "--polyphonic: 0.25,0.5,1,2)")
+    p.add_argument("--beams", default=None, help="beam sizes tried on the validation tunes, after the rest "
+                   "(default 1,4,8)")
     p.add_argument("--repeats", default="hold,keep",
                    help="repeated notes tried: 'hold' merges a note into the one before at the same pitch, 'keep' keeps it")
     p.add_argument("--tune-beam", type=int, default=1, help="beam size while tuning λ and the skip settings")
@@ -224,8 +226,8 @@ def run(args) -> dict:
     shift = max(shifts, key=lambda v: run_system(val, "oracle", opts=SegmentOptions(onset_shift=v))["onset_f1"])
     base = SegmentOptions(onset_shift=shift)
     print(f"onset shift {shift} s", flush=True)
-    lams = [float(v) for v in args.lams.split(",")]
-    beams = [int(v) for v in args.beams.split(",")]
+    lams = [float(v) for v in (args.lams or "0.5,1").split(",")]
+    beams = [int(v) for v in (args.beams or "1,4,8").split(",")]
     skips = [(None, 0.0)] + [(float(a), float(b)) for a, b in (v.split(":") for v in args.skips.split(",") if v)]
     flute_val = tunes[("val", "flute")]
     repeat_modes = {"hold": False, "keep": True}
