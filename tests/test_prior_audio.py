@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from symusic import Score
 
-from conftest import run_cli
+from conftest import SHARED_DATA, run_cli
 from melodylm.audio import render_wav, synthesizer
 from melodylm.prior import acoustic
 from melodylm.prior.notes import score_to_notes
@@ -68,3 +68,40 @@ def test_transcribe_with_a_prior_writes_a_melody(flute_tune, trained, tmp_path):
     assert summary["prior"] is True and summary["lm"] < 0 and summary["notes"] > 0
     est = score_to_notes(Score(str(out)))
     assert all(a.offset <= b.onset + 1e-6 for a, b in zip(est, est[1:]))  # one line
+
+
+@pytest.mark.slow
+def test_transcribe_without_a_tempo_searches_the_grid(flute_tune, trained, tmp_path):
+    from melodylm.prior.meter import FACTORS, METERS
+
+    wav, ref, _ = flute_tune
+    out = tmp_path / "tune.mid"
+    proc = run_cli("transcribe", str(wav), "--ckpt", str(trained), "--lam", "0.2", "--out", str(out), "--json")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["grids_searched"] == len(FACTORS) * sum(-(-n * 4 // d) for n, d in METERS)
+    assert summary["time_signature"] in {f"{n}/{d}" for n, d in METERS}
+    est = score_to_notes(Score(str(out)))
+    assert onset_f1(ref, est) > 0.7  # whatever grid the LM picked, the MIDI keeps the heard timing
+
+
+JSB = SHARED_DATA / "pianoroll" / "JSB_Chorales.mat"
+
+
+@pytest.mark.skipif(not JSB.is_file(), reason=f"{JSB} is absent (set MELODYLM_SHARED_DATA)")
+def test_polyphonic_transcription_of_a_rendered_chorale_without_prior(tmp_path):
+    from melodylm.data import pianoroll as PR
+    from melodylm.evaluation.bench_polyphonic import scores
+    from melodylm.prior import frames as FR
+
+    roll = PR.load_mat(JSB)["test"][0][:40]
+    grid = FR.FrameGrid(100.0, 1)
+    wav = render_wav(FR.roll_to_midi(roll, grid), tmp_path / "chorale.wav", synth="fluidsynth")
+    out = tmp_path / "chorale.mid"
+    proc = run_cli("transcribe", str(wav), "--polyphonic", "--no-prior", "--bpm", "100", "--origin", "0",
+                   "--frames-per-beat", "1", "--out", str(out), "--json")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["prior"] is False and summary["frames_per_beat"] == 1
+    est = PR.score_to_grid(Score(str(out)), 1)
+    est = np.vstack([est, np.zeros((max(0, len(roll) - len(est)), PR.KEYS), bool)])[: len(roll)]
+    assert summary["notes"] == len(FR.note_runs(est)[0])
+    assert scores(roll, est, grid)["frame_f1"] > 0.6  # a piano chorale: basic-pitch's frames alone are fair

@@ -52,9 +52,15 @@ def add_transcribe_arguments(p: argparse.ArgumentParser) -> None:
                    "keep all top-k)")
     p.add_argument("--onset-shift", type=float, default=DEFAULT_SHIFT,
                    help=f"seconds added to every onset (default {DEFAULT_SHIFT}: basic-pitch's onsets come late)")
-    p.add_argument("--bpm", type=float, default=None, help="tempo in quarter notes per minute (default: estimated by librosa)")
-    p.add_argument("--time-signature", default="4/4", help="meter for the LM's bar lines (default 4/4)")
-    p.add_argument("--origin", type=float, default=0.0, help="time (s) of the first downbeat (default 0)")
+    p.add_argument("--bpm", type=float, default=None,
+                   help="tempo in quarter notes per minute (default: from librosa's beats, the metrical level chosen "
+                   "by the LM: half, same or double)")
+    p.add_argument("--time-signature", default=None,
+                   help="meter for the LM's bar lines (default: chosen by the LM among 4/4, 3/4, 6/8, 2/4; "
+                   "4/4 with --no-prior)")
+    p.add_argument("--origin", type=float, default=None,
+                   help="time (s) of the first downbeat (default: chosen by the LM among the quarter notes of a bar "
+                   "before the first onset; the tracked beat nearest it with --no-prior)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     g = p.add_argument_group("polyphonic transcription (a piano-roll LM as the prior)")
     g.add_argument("--polyphonic", action="store_true",
@@ -84,13 +90,11 @@ def rescore_main(args) -> int:
     return 0
 
 
-def estimate_qpm(audio: Path) -> float:
-    """librosa's global tempo estimate (beats per minute, taken as quarter notes)."""
-    import librosa
+def _pulse(audio: Path) -> tuple[float, float]:
+    """The tracked beat's period and phase (s) (:func:`melodylm.prior.meter.beat_line`)."""
+    from melodylm.prior.meter import beat_line, track_beats
 
-    y, sr = librosa.load(str(audio), sr=22050, mono=True)
-    tempo, _ = librosa.beat.beat_track(y=y, sr=sr)
-    return float(tempo[0] if hasattr(tempo, "__len__") else tempo)
+    return beat_line(track_beats(audio))
 
 
 def transcribe_main(args) -> int:
@@ -99,7 +103,8 @@ def transcribe_main(args) -> int:
     import torch
 
     from melodylm.prior import acoustic
-    from melodylm.prior.decode import acoustic_only, decode, distinct_onsets
+    from melodylm.prior.decode import acoustic_only, distinct_onsets
+    from melodylm.prior.meter import candidate_grids, search
     from melodylm.prior.notes import Grid, hold_repeats, notes_to_score
     from melodylm.prior.posteriors import SegmentOptions, refine_offsets, segments
 
@@ -118,29 +123,45 @@ def transcribe_main(args) -> int:
     if not args.no_prior:
         lm = load(args.ckpt, kinds=("language_model",))
     torch.set_num_threads(1)  # batch-of-beam steps: threads cost more than they give
-    qpm = args.bpm if args.bpm is not None else estimate_qpm(args.audio)
-    grid = Grid(qpm, Grid.parse_time_signature(args.time_signature), args.origin)
+    meter = Grid.parse_time_signature(args.time_signature) if args.time_signature else None
     output = acoustic.basic_pitch_output(args.audio)
     post = acoustic.posteriorgram(output)
     opts = SegmentOptions(top_k=args.top_k, skip_logprob=args.skip, onset_shift=args.onset_shift,
                            margin=args.margin if args.margin >= 0 else None)
-    segs = distinct_onsets(segments(post, opts), grid)
+    raw = segments(post, opts)
+    searched = 1
+    if args.bpm is not None and meter is not None and args.origin is not None:
+        grids = [Grid(args.bpm, meter, args.origin)]
+    else:  # what is not given comes from the beat tracker, read by the LM (prior/meter.py)
+        period, phase = _pulse(args.audio)
+        first = raw[0].onset if raw else 0.0
+        if lm is None:
+            grids = candidate_grids(period, phase, first, args.bpm, meter or (4, 4), args.origin, factors=(1.0,))[:1]
+        else:
+            grids = candidate_grids(period, phase, first, args.bpm, meter, args.origin)
     if lm is None:
-        result = acoustic_only(segs)
+        grid = grids[0]
+        result = acoustic_only(distinct_onsets(raw, grid))
     else:
-        result = decode(lm, segs, grid, lam=args.lam, beam_size=args.beam, note_bonus=args.note_bonus)
+        choice = search(lm, raw, grids, lam=args.lam, beam_size=args.beam, note_bonus=args.note_bonus)
+        grid, result, searched = choice.grid, choice.transcription, len(grids)
+    segs = distinct_onsets(raw, grid)
+    qpm = grid.qpm
     notes = result.notes if args.repeats else hold_repeats(result.notes)
     notes = acoustic.monophonic(refine_offsets(notes, post))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    notes_to_score(notes, replace(grid, snap=())).dump_midi(str(args.out))  # the heard timing, not the LM's grid
+    # the heard timing, not the LM's grid: time 0 is the audio's start (the tempo and meter are the grid's)
+    notes_to_score(notes, replace(grid, snap=(), origin=0.0)).dump_midi(str(args.out))
     summary = {"audio": str(args.audio), "out": str(args.out), "notes": len(notes), "segments": len(segs),
                "prior": lm is not None, "lam": args.lam if lm else 0.0, "beam": args.beam, "qpm": qpm,
-               "acoustic": result.acoustic, "lm": None if lm is None else result.lm}
+               "time_signature": "/".join(map(str, grid.time_signature)), "origin": grid.origin,
+               "grids_searched": searched, "acoustic": result.acoustic, "lm": None if lm is None else result.lm}
     if args.json:
         print(json.dumps(summary))
     else:
-        log.info("%s: %d notes from %d segments (%s, %.1f bpm) -> %s", args.audio, len(notes), len(segs),
-                 f"LM prior λ={args.lam}, beam {args.beam}" if lm else "acoustic only", qpm, args.out)
+        log.info("%s: %d notes from %d segments (%s; %.1f bpm, %d/%d, first downbeat %.2f s%s) -> %s", args.audio,
+                 len(notes), len(segs), f"LM prior λ={args.lam}, beam {args.beam}" if lm else "acoustic only", qpm,
+                 *grid.time_signature, grid.origin, f", best of {searched} grids" if searched > 1 else "", args.out)
     return 0
 
 
@@ -168,8 +189,13 @@ def transcribe_polyphonic(args) -> int:
         raise UserError(f"--frames-per-beat {args.frames_per_beat}: the checkpoint's grid has {lm.frames_per_beat} "
                         "frames per beat (its LM knows no other)")
     torch.set_num_threads(1)
-    qpm = args.bpm if args.bpm is not None else estimate_qpm(args.audio)
-    grid = FR.FrameGrid(qpm, fpb, args.origin)
+    if args.bpm is not None and args.origin is not None:
+        qpm, origin = args.bpm, args.origin
+    else:  # the tracked beat is the quarter note; the first downbeat the tracked beat nearest the music's start
+        period, phase = _pulse(args.audio)
+        qpm = args.bpm or 60.0 / period
+        origin = args.origin if args.origin is not None else phase % (60.0 / qpm)
+    grid = FR.FrameGrid(qpm, fpb, origin)
     probs = FR.pool(acoustic.posteriorgram(acoustic.basic_pitch_output(args.audio)), grid)
     probs = probs[: FR.extent(probs, args.threshold)]
     if args.no_prior:

@@ -57,6 +57,8 @@ class FrameGrid:
             raise UserError(f"the tempo must be > 0 quarter notes per minute, got {self.qpm}")
         if self.frames_per_beat < 1:
             raise UserError(f"frames per beat must be >= 1, got {self.frames_per_beat}")
+        if self.origin < 0:
+            raise UserError(f"the first frame starts within the audio: origin must be >= 0 s, got {self.origin}")
 
     @property
     def seconds_per_frame(self) -> float:
