@@ -38,7 +38,7 @@ def test_candidate_grids_span_tempo_levels_meters_and_downbeats():
     grids = candidate_grids(period=0.5, phase=0.1, first_onset=0.62)
     bars = sum(int(np.ceil(n * 4 / d)) for n, d in METERS)
     assert len(grids) == len(FACTORS) * bars
-    assert sorted({g.qpm for g in grids}) == [60.0, 120.0, 240.0]
+    assert sorted({g.qpm for g in grids}) == [120.0 * f for f in FACTORS]  # a tracked beat of 0.5 s is f quarters
     at_120 = [g for g in grids if g.qpm == 120.0 and g.time_signature == (3, 4)]
     assert [round(g.origin, 6) for g in at_120] == [0.6, 0.1, -0.4]  # the pulse's beat nearest 0.62 s, then back
     fixed = candidate_grids(period=0.5, phase=0.1, first_onset=0.62, qpm=100.0, time_signature=(6, 8), origin=0.0)
@@ -66,3 +66,24 @@ def test_search_keeps_the_grid_whose_decoding_scores_best():
     assert [g for g, _ in choice.tried] == valid
     assert [t for _, t in choice.tried] == pytest.approx(per_onset)
     assert choice.grid == valid[int(np.argmax(per_onset))]
+
+
+def test_search_chooses_on_the_first_seconds_and_decodes_everything():
+    torch.manual_seed(1)
+    tok = build_tokenizer("REMI")
+    lm = MusicLM(RecurrentLM(len(tok), 16, 24, 2), tok)
+    notes = [Note(0.25 * i, 0.25 * (i + 1), 60 + (i % 7)) for i in range(40)]  # 10 s of eighths at 120
+    fps = 100.0
+    note = np.full((1100, 88), 0.01)
+    onset = note.copy()
+    for n in notes:
+        a, b = int(n.onset * fps), int(n.offset * fps)
+        note[a:b - 1, n.pitch - 21], onset[a, n.pitch - 21] = 0.8, 0.8
+    segs = segments(Posteriorgram(note, onset, fps), SegmentOptions(top_k=2, skip_logprob=None))
+    grids = candidate_grids(0.5, 0.0, segs[0].onset, qpm=120.0)
+    choice = search(lm, segs, grids, seconds=3.0)
+    first = [s for s in segs if s.onset < segs[0].onset + 3.0]
+    assert len(first) < len(segs)
+    assert [t for _, t in choice.tried] == pytest.approx(
+        [decode(lm, first, g).total / len(distinct_onsets(first, g)) for g in grids])
+    assert len(choice.transcription.notes) == len(decode(lm, segs, choice.grid).notes) == len(notes)

@@ -6,13 +6,14 @@ meter and where the bars start it cannot say. :func:`beat_line` fits one
 period and phase to the tracked beats (a rendered or played tune keeps a
 steady tempo; the fit is far finer than librosa's tempo bins, whose 2-3 %
 error would drift a grid by a beat within 30 s). :func:`candidate_grids`
-then spans every reading of that pulse: the tracked beat taken as a
-quarter note times each of ``FACTORS``, each meter of ``METERS``, and a
-first downbeat on each quarter note of a bar before the first onset.
+then spans every reading of that pulse: the tracked beat taken as each
+of ``FACTORS`` quarter notes, each meter of ``METERS``, and a first
+downbeat on each quarter note of a bar before the first onset.
 :func:`search` decodes the melody on every grid and keeps the one with the
 best ``acoustic + λ·LM`` per onset: the interpretation under which the
 melody is most probable music (grids too coarse to keep the heard onsets
-apart are not interpretations of them). Any of the three a user knows is given and not searched.
+apart are not interpretations of them). Any of the three a user knows is
+given and not searched.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ from melodylm.prior.decode import Transcription, decode, distinct_onsets
 from melodylm.prior.notes import Grid
 from melodylm.prior.posteriors import Segment
 
-FACTORS = (0.5, 1.0, 2.0)  # quarter notes per tracked beat: a half-note pulse, a quarter, an eighth
+# quarter notes per tracked beat: the tracker may follow eighths, quarters, a jig's dotted quarters, halves,
+# a 6/8 or 3/4 bar, a 4/4 bar (on Nottingham mixtures it found 80 beats a minute in 6/8 tunes at 120 quarters)
+FACTORS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 METERS = ((4, 4), (3, 4), (6, 8), (2, 4))
 MERGE_TOLERANCE = 0.98  # a grid may merge 2 % of the onsets the finest grid keeps apart (jittered double onsets)
+SEARCH_SECONDS = 20.0  # the grid is chosen on the onsets of the first 20 s, then the whole audio is decoded on it
 
 
 def track_beats(audio: str | Path) -> np.ndarray:
@@ -71,7 +75,8 @@ def candidate_grids(period: float, phase: float, first_onset: float, qpm: float 
         anchor = phase + round((first_onset - phase) / quarter) * quarter
         for ts in [time_signature] if time_signature else meters:
             bar_quarters = ts[0] * 4 / ts[1]
-            starts = [origin] if origin is not None else [anchor - j * quarter for j in range(int(np.ceil(bar_quarters)))]
+            downbeats = range(int(np.ceil(bar_quarters)))
+            starts = [origin] if origin is not None else [anchor - j * quarter for j in downbeats]
             grids += [Grid(q, ts, o) for o in starts]
     return grids
 
@@ -86,16 +91,21 @@ class GridChoice:
 
 
 def search(lm, segs: list[Segment], grids: list[Grid], lam: float = 1.0, beam_size: int = 1,
-           note_bonus: float = 0.0, keep: float = MERGE_TOLERANCE) -> GridChoice:
+           note_bonus: float = 0.0, keep: float = MERGE_TOLERANCE, seconds: float | None = SEARCH_SECONDS) -> GridChoice:
     """Decode ``segs`` on the grids of ``grids`` and keep the best by ``acoustic + lam * LM`` per onset.
 
     A grid too coarse for the heard onsets puts two of them on one position, and the decoder then
     explains one onset fewer, with one acoustic term and a note fewer to pay for: the total always favours
     it. So a grid is tried only if it keeps at least ``keep`` of the most onsets any grid keeps apart
-    (:func:`~melodylm.prior.decode.distinct_onsets`), and the totals are compared per onset kept.
+    (:func:`~melodylm.prior.decode.distinct_onsets`), and the totals are compared per onset kept. The
+    grids are compared on the segments of the first ``seconds`` after the first onset (None: all); the
+    transcription returned is the whole of ``segs`` decoded on the best.
     """
     if not grids:
         raise UserError("no grid to search")
+    whole = segs
+    if seconds is not None and segs:
+        segs = [s for s in segs if s.onset < segs[0].onset + seconds]
     kept = [len(distinct_onsets(segs, g)) for g in grids]
     most = max(kept)
     best, tried = None, []
@@ -107,4 +117,6 @@ def search(lm, segs: list[Segment], grids: list[Grid], lam: float = 1.0, beam_si
         tried.append((g, score))
         if best is None or score > best[2]:
             best = (g, result, score)
-    return GridChoice(best[0], best[1], tried)
+    result = best[1] if whole is segs else decode(lm, whole, best[0], lam=lam, beam_size=beam_size,
+                                                  note_bonus=note_bonus)
+    return GridChoice(best[0], result, tried)
