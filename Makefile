@@ -43,12 +43,14 @@ smoke: $(STAMP)
 #   MINUTES             bench-pianoroll: training minutes per recipe
 #   PIANOROLL_ARGS      bench-pianoroll (--max-pieces 8 --epochs 1)
 #   TRANSCRIPTION_ARGS  bench-transcription (--val 1 --test 1 --seconds 8)
+#   POLYPHONIC_ARGS     bench-polyphonic (--val 1 --test 1 --seconds 6)
 #   BUILD_ARGS          playlist-music21: build-playlists (--max-tunes 12 --category jigs)
 #   DECODE_ARGS, OVERHEAD_ARGS  bench: bench.decode_speed (--tokens 32 --repeats 1), bench.train_overhead (--steps 12)
 FIT_ARGS ?=
 MINUTES ?= 60
 PIANOROLL_ARGS ?=
 TRANSCRIPTION_ARGS ?=
+POLYPHONIC_ARGS ?=
 BUILD_ARGS ?=
 DECODE_ARGS ?=
 OVERHEAD_ARGS ?=
@@ -84,6 +86,19 @@ bench-transcription: transcribe-extra audio
 	$(call need,$(CKPT),run `make melody-lm` first (or give CKPT=...))
 	MELODYLM_SHARED_DATA=$(SHARED) $(BIN)/melodylm bench transcription --ckpt $(CKPT) --data $(MELODY_DATA) \
 		$(TRANSCRIPTION_ARGS)
+
+# Polyphonic transcription with the piano-roll LMs as priors (needs transcribe-extra, audio and `make bench-pianoroll`).
+.PHONY: bench-polyphonic
+ROLL_CKPT_JSB ?= runs/pianoroll-jsb/checkpoints
+ROLL_CKPT_NOTTINGHAM ?= runs/pianoroll-nottingham/checkpoints
+bench-polyphonic: transcribe-extra audio
+	$(call need,$(SHARED)/pianoroll/JSB_Chorales.mat,$(NEED_SHARED))
+	$(call need,$(ROLL_CKPT_JSB),run `make bench-pianoroll` first (or give ROLL_CKPT_JSB=...))
+	$(call need,$(ROLL_CKPT_NOTTINGHAM),run `make bench-pianoroll` first (or give ROLL_CKPT_NOTTINGHAM=...))
+	$(BIN)/melodylm bench transcription --polyphonic --ckpt $(ROLL_CKPT_JSB) --data $(SHARED)/pianoroll/JSB_Chorales.mat \
+		--out runs/transcription-jsb $(POLYPHONIC_ARGS)
+	$(BIN)/melodylm bench transcription --polyphonic --ckpt $(ROLL_CKPT_NOTTINGHAM) \
+		--data $(SHARED)/pianoroll/Nottingham.mat --out runs/transcription-nottingham $(POLYPHONIC_ARGS)
 
 # Likelihood benchmarks (issue #4); need ../shared/data (or SHARED=...). Up to an hour per piano-roll recipe.
 .PHONY: bench-pianoroll melody-lm bench-melody

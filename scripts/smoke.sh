@@ -165,6 +165,21 @@ if [ "$HAVE_SHARED" = 1 ]; then
   step "sample a piano-roll checkpoint" melodylm sample --ckpt runs/pianoroll-jsb/checkpoints --num 2 --seed 0 \
     --out samples/jsb
   step "  samples/jsb" "${CHECK[@]}" midi samples/jsb
+  if "$BIN/python" -c "import basic_pitch, onnxruntime, librosa, mir_eval" 2>/dev/null && \
+     [ "$("$BIN/python" -c 'from melodylm.audio import synthesizer; print(synthesizer())')" = fluidsynth ]; then
+    step "make bench-polyphonic (2 pieces each)" "${MAKE[@]}" bench-polyphonic POLYPHONIC_ARGS="--val 1 --test 1 \
+      --seconds 6 --lams 1 --thetas 0.3 --beams 1"
+    for run in jsb nottingham; do
+      step "  transcription-$run results.json" "${CHECK[@]}" json runs/transcription-$run/results.json \
+        chosen.prior.lam rows.prior.test.frame_f1 rows.hmm.test.note_f1
+    done
+    WAV="$(ls runs/transcription-jsb/audio/*.wav | head -n 1)"
+    step "transcribe --polyphonic" melodylm transcribe "$WAV" --polyphonic --ckpt runs/pianoroll-jsb/checkpoints \
+      --bpm 120 --out chorale-transcribed.mid
+    step "  chorale-transcribed.mid" "${CHECK[@]}" midi chorale-transcribed.mid
+  else
+    skip "make bench-polyphonic" "the transcribe extra or fluidsynth is not installed (make transcribe-extra audio)"
+  fi
   score_roll() { melodylm score --ckpt runs/pianoroll-jsb/checkpoints samples/jsb/sample-000.mid --json >roll-score.jsonl; }
   step "score with a piano-roll checkpoint" score_roll
   step "  roll-score.jsonl" "${CHECK[@]}" jsonl roll-score.jsonl nll_frame

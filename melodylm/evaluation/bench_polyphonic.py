@@ -42,6 +42,7 @@ from melodylm.prior import acoustic
 from melodylm.prior import frames as FR
 from melodylm.progress import progress_bar
 
+
 def scores(ref: np.ndarray, est: np.ndarray, grid: FR.FrameGrid, est_notes=None) -> dict[str, float]:
     """Frame F1 (mir_eval.multipitch) and note onset F1 (mir_eval.transcription) of ``est`` against ``ref``.
 
@@ -121,7 +122,7 @@ def add_arguments(p) -> None:
     g.add_argument("--polyphonic", action="store_true",
                    help="polyphonic transcription: --data is a piano-roll .mat file, --ckpt a piano-roll checkpoint")
     g.add_argument("--bpm", type=float, default=120.0, help="tempo the pieces are rendered at (default 120)")
-    g.add_argument("--thetas", default="0.2,0.3,0.4,0.5", help="acoustic thresholds tried on the validation pieces")
+    g.add_argument("--thetas", default="0.12,0.15,0.2,0.25,0.3", help="acoustic thresholds tried on the validation pieces")
     g.add_argument("--candidates", type=int, default=8, help="acoustic frames proposed per grid frame (default 8)")
 
 
@@ -162,7 +163,7 @@ def run(args) -> dict:
     transitions = FR.key_transitions(splits["train"])
     val = pieces["val"]
     thetas = _floats(args.thetas, "--thetas")
-    lams = _floats(args.lams or "0.25,0.5,1,2", "--lams")
+    lams = _floats(args.lams or "0.05,0.1,0.25,0.5,1", "--lams")
     beams = [int(v) for v in _floats(args.beams or "1,4,8", "--beams")]
     tuning = []
 
