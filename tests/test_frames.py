@@ -161,7 +161,8 @@ def test_the_prior_recovers_real_chorales_better_than_the_acoustics_alone():
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     rng = np.random.default_rng(0)
     for _ in range(200):
-        starts = [(s, int(rng.integers(max(1, len(s) - 129)))) for s in (seqs[i] for i in rng.integers(len(seqs), size=16))]
+        picked = [seqs[i] for i in rng.integers(len(seqs), size=16)]
+        starts = [(s, int(rng.integers(max(1, len(s) - 129)))) for s in picked]
         width = min(len(s[i : i + 129]) for s, i in starts)
         x = torch.stack([s[i : i + width] for s, i in starts])
         logits, _ = model(x[:, :-1])

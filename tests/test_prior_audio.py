@@ -10,9 +10,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, run_cli
 from symusic import Score
 
-from conftest import SHARED_DATA, run_cli
 from melodylm.audio import render_wav, synthesizer
 from melodylm.prior import acoustic
 from melodylm.prior.notes import score_to_notes

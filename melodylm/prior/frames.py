@@ -46,7 +46,8 @@ EPS = 1e-4  # posteriors are clipped to [EPS, 1 - EPS] before their log-odds are
 
 @dataclass(frozen=True)
 class FrameGrid:
-    """``frames_per_beat`` frames per quarter note at ``qpm`` quarter notes per minute; frame 0 starts at ``origin`` s."""
+    """``frames_per_beat`` frames per quarter note at ``qpm`` quarter notes per minute; frame 0 starts at ``origin``
+    seconds."""
 
     qpm: float
     frames_per_beat: int
