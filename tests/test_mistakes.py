@@ -1,8 +1,10 @@
 """A user's mistake ends in one line on stderr and exit status 2, never a traceback; where a sensible default
 exists (no logger: no learning-rate monitor), the command runs instead."""
 
+import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -48,8 +50,10 @@ def _cases(tmp, trained, prepared):
 
 @pytest.mark.slow
 def test_every_mistake_is_one_line_and_exit_2(tmp_path, trained, prepared):
-    for args, message in _cases(tmp_path, trained, prepared):
-        proc = run_cli(*args, check=False)
+    cases = _cases(tmp_path, trained, prepared)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # each case is a process start-up
+        procs = list(pool.map(lambda case: run_cli(*case[0], check=False), cases))
+    for (args, message), proc in zip(cases, procs):
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         where = f"melodylm {' '.join(args)}:\n{proc.stderr[-2000:]}"
         assert proc.returncode == 2, where
