@@ -10,7 +10,7 @@ import pytest
 import torch
 from symusic import Note, Score, TimeSignature, Track
 
-from melodylm.decoding.core import Decoder, _select_state
+from melodylm.decoding.core import Decoder, select_state
 from melodylm.errors import UserError
 from melodylm.models.components.seq2seq import ConditionedLM, DecoderState, Seq2Seq
 from melodylm.data.prepare import split_of
@@ -186,11 +186,11 @@ def test_decoder_state_select_reorders_memory_with_h_c():
     model = _tiny()
     cond = ConditionedLM.from_ids(model, [[4, 5, 6], [7, 8]], pad=0)
     state = cond._start(2)
-    picked = _select_state(state, torch.tensor([1, 1, 0]))
+    picked = select_state(state, torch.tensor([1, 1, 0]))
     assert isinstance(picked, DecoderState)
     assert picked.h.shape[1] == 3 and picked.memory.states.shape[0] == 3
     assert torch.equal(picked.memory.mask[0], state.memory.mask[1])
-    assert _select_state((state.h, state.c), torch.tensor([0]))[0].shape[1] == 1  # the LM path is unchanged
+    assert select_state((state.h, state.c), torch.tensor([0]))[0].shape[1] == 1  # the LM path is unchanged
 
 
 def test_decoding_core_samples_scores_and_beam_searches_a_condition():
@@ -390,4 +390,4 @@ def test_one_sample_call_generates_for_several_conditions():
 
 def test_select_state_keeps_plain_tensor_states():
     h = torch.arange(6.0).view(1, 3, 2)  # a GRU / RNN state: (layers, batch, hidden)
-    assert torch.equal(_select_state(h, torch.tensor([2, 0])), h[:, [2, 0]])
+    assert torch.equal(select_state(h, torch.tensor([2, 0])), h[:, [2, 0]])
