@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 
 from melodylm.errors import UserError
 
@@ -67,11 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         "score + λ · LM log-probability (nats).")
     add("transcribe", "melody (or --polyphonic: every note) of an audio file, decoded with an LM prior", prior,
         prior.add_transcribe_arguments,
-        description="Transcribe the melody line of an audio file (needs `make transcribe-extra`): basic-pitch's "
+        description=textwrap.fill("Transcribe the melody line of an audio file (needs `make transcribe-extra`): basic-pitch's "
         "note/onset posteriors are cut into note segments and decoded by beam search with the melody LM as a prior "
         "(acoustic + λ·LM); --no-prior gives the acoustic-only result. With --polyphonic, every note: the "
         "posteriors are pooled onto a piano-roll checkpoint's frame grid and decoded by a beam search over whole "
-        "frames with that LM as the prior (--no-prior: frames above --threshold).",
+        "frames with that LM as the prior (--no-prior: frames above --threshold).", 100),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  melodylm transcribe tune.wav --ckpt checkpoints/nottingham-melody --bpm 120 "
         "--time-signature 6/8 --out tune.mid\n  melodylm transcribe chorale.wav --polyphonic "

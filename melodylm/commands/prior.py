@@ -18,8 +18,9 @@ log = logging.getLogger("melodylm")
 # onset shift -0.03 s (basic-pitch's onsets come late), λ = 1, no margin (-1: keep all top-k), no skipping,
 # repeats held; beam 1 scored as well as 4 and 8 there (0.906 against 0.904 and 0.904).
 DEFAULT_LAM, DEFAULT_BEAM, DEFAULT_BONUS, DEFAULT_SKIP, DEFAULT_SHIFT, DEFAULT_MARGIN = 1.0, 1, 0.0, None, -0.03, -1.0
-# --polyphonic: chosen on the validation pieces of melodylm bench transcription --polyphonic (docs/transcription.md)
-POLY_THETA, POLY_LAM, POLY_BEAM, POLY_CANDIDATES, POLY_FRAMES_PER_BEAT = 0.3, 1.0, 8, 8, 2
+# --polyphonic: chosen on JSB's validation pieces by melodylm bench transcription --polyphonic (0.5 s frames;
+# on Nottingham's 0.25 s frames θ 0.35, λ 0.1 scored best: docs/transcription.md)
+POLY_THETA, POLY_LAM, POLY_BEAM, POLY_CANDIDATES, POLY_FRAMES_PER_BEAT = 0.2, 0.25, 4, 8, 2
 
 
 def add_rescore_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,7 +68,8 @@ def add_transcribe_arguments(p: argparse.ArgumentParser) -> None:
                    help="every note, not a melody: basic-pitch's frame posteriors pooled onto the piano-roll "
                    "checkpoint's grid and decoded by a beam search over frames (acoustic + λ·LM)")
     g.add_argument("--threshold", type=float, default=POLY_THETA,
-                   help=f"a key sounds where its posterior exceeds this, by the acoustics alone (default {POLY_THETA})")
+                   help=f"a key sounds where its posterior exceeds this, by the acoustics alone (default {POLY_THETA}, "
+                   "chosen for quarter-note frames at 120 bpm; for frames of a quarter second 0.35 with --lam 0.1)")
     g.add_argument("--candidates", type=int, default=POLY_CANDIDATES,
                    help=f"acoustically best frames proposed per grid frame (default {POLY_CANDIDATES})")
     g.add_argument("--frames-per-beat", type=int, default=None,
