@@ -6,7 +6,9 @@
     rescore(lm, [(notes_a, -10.2), (notes_b, -9.8)], grid, lam=1)  # best first
     decode(lm, segments(posteriorgram), grid, lam=1, beam_size=8)  # frame posteriors -> melody
 
-Monophonic melodies; the checkpoint's tokenizer must be REMI without BPE for decoding.
+Monophonic melodies; the checkpoint's tokenizer must be REMI without BPE for decoding. Every note, with a
+piano-roll LM as the prior: :mod:`melodylm.prior.frames` (``frames.decode(roll_lm, frames.pool(post, grid))``);
+the grid without an oracle: :mod:`melodylm.prior.meter`.
 """
 
 from melodylm.prior.decode import Transcription, acoustic_only, decode
