@@ -66,10 +66,10 @@ def test_decode_feeds_the_encoding_of_its_result_and_its_lm_score_is_score(encod
     rng = np.random.default_rng(1)
     roll = toy_roll()
     probs = np.clip(roll * 0.75 + rng.uniform(0, 0.45, roll.shape), 0, 1)
-    result = FR.decode(lm, probs, lam=1.0, beam_size=4, candidates=6)
+    result = FR.decode(lm, probs, lam=1.0, beam_size=4, candidates=6, theta=0.5)
     assert result.ids == lm.encoding.encode(result.roll)[:-1]
     assert result.lm == pytest.approx(lm.score(result.roll).logprob, abs=1e-3)
-    odds = FR.log_odds(probs)
+    odds = FR.log_odds(probs, 0.5)
     assert result.acoustic == pytest.approx(float(odds[result.roll].sum()), abs=1e-6)
     assert result.total == pytest.approx(result.acoustic + result.lm, abs=1e-3)
 
@@ -176,7 +176,8 @@ def test_the_prior_recovers_real_chorales_better_than_the_acoustics_alone():
     for i, roll in enumerate(splits["test"][:4]):
         probs = noisy_posteriors(roll, np.random.default_rng(i))
         acoustic.append(scores(roll, FR.threshold(probs, 0.5), grid)["frame_f1"])
-        prior.append(scores(roll, FR.decode(lm, probs, lam=1.0, beam_size=4).roll, grid)["frame_f1"])
+        prior.append(scores(roll, FR.decode(lm, probs, lam=1.0, beam_size=4, candidates=8, theta=0.5).roll,
+                            grid)["frame_f1"])
     assert np.mean(prior) > np.mean(acoustic) + 0.04, (acoustic, prior)
     assert sum(p > a for p, a in zip(prior, acoustic)) >= 3
 

@@ -20,7 +20,7 @@ log = logging.getLogger("melodylm")
 DEFAULT_LAM, DEFAULT_BEAM, DEFAULT_BONUS, DEFAULT_SKIP, DEFAULT_SHIFT, DEFAULT_MARGIN = 1.0, 1, 0.0, None, -0.03, -1.0
 # --polyphonic: chosen on JSB's validation pieces by melodylm bench transcription --polyphonic (0.5 s frames;
 # on Nottingham's 0.25 s frames θ 0.35, λ 0.1 scored best: docs/transcription.md)
-POLY_THETA, POLY_LAM, POLY_BEAM, POLY_CANDIDATES, POLY_FRAMES_PER_BEAT = 0.2, 0.25, 4, 8, 2
+POLY_THETA, POLY_LAM, POLY_BEAM, POLY_CANDIDATES, POLY_FRAMES_PER_BEAT = 0.2, 0.25, 4, 64, 2
 
 
 def add_rescore_arguments(p: argparse.ArgumentParser) -> None:

@@ -123,7 +123,7 @@ def add_arguments(p) -> None:
                    help="polyphonic transcription: --data is a piano-roll .mat file, --ckpt a piano-roll checkpoint")
     g.add_argument("--bpm", type=float, default=120.0, help="tempo the pieces are rendered at (default 120)")
     g.add_argument("--thetas", default="0.15,0.2,0.25,0.3,0.35,0.4", help="acoustic thresholds tried on the validation pieces")
-    g.add_argument("--candidates", type=int, default=8, help="acoustic frames proposed per grid frame (default 8)")
+    g.add_argument("--candidates", type=int, default=64, help="acoustic frames proposed per grid frame (default 64)")
 
 
 def _floats(text: str, flag: str) -> list[float]:

@@ -220,13 +220,14 @@ class FrameTranscription:
 
 
 @torch.inference_mode()
-def decode(lm, probs: np.ndarray, lam: float = 1.0, beam_size: int = 8, candidates: int = 8,
-           theta: float = 0.5) -> FrameTranscription:
+def decode(lm, probs: np.ndarray, lam: float = 0.25, beam_size: int = 4, candidates: int = 64,
+           theta: float = 0.2) -> FrameTranscription:
     """The roll maximising acoustic + ``lam``·LM over the grid frames of ``probs`` (beam search; module doc).
 
     ``lm`` is a :class:`~melodylm.api.pianoroll.PianoRollLM` whose grid ``probs`` is on; ``candidates`` frames
     per grid frame come from the acoustics (plus each hypothesis's previous frame); ``theta`` is the acoustic
-    threshold. The LM score includes the final EOS.
+    threshold. The LM score includes the final EOS. The defaults are ``transcribe --polyphonic``'s, chosen on
+    JSB's validation pieces (basic-pitch's posteriors, quarter-note frames at 120 bpm: docs/transcription.md).
     """
     if lam < 0:
         raise UserError(f"the LM weight must be >= 0, got {lam}")
