@@ -54,8 +54,8 @@ def add_transcribe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onset-shift", type=float, default=DEFAULT_SHIFT,
                    help=f"seconds added to every onset (default {DEFAULT_SHIFT}: basic-pitch's onsets come late)")
     p.add_argument("--bpm", type=float, default=None,
-                   help="tempo in quarter notes per minute (default: from librosa's beats, the metrical level chosen "
-                   "by the LM: half, same or double)")
+                   help="tempo in quarter notes per minute (default: from librosa's beats, the LM choosing how many "
+                   "quarter notes a tracked beat is, ½ to 4; with --polyphonic the tracked beat is the quarter note)")
     p.add_argument("--time-signature", default=None,
                    help="meter for the LM's bar lines (default: chosen by the LM among 4/4, 3/4, 6/8, 2/4; "
                    "4/4 with --no-prior)")
