@@ -143,11 +143,12 @@ def transcribe_main(args) -> int:
             grids = candidate_grids(period, phase, first, args.bpm, meter, args.origin)
     if lm is None:
         grid = grids[0]
-        result = acoustic_only(distinct_onsets(raw, grid))
     else:
         choice = search(lm, raw, grids, lam=args.lam, beam_size=args.beam, note_bonus=args.note_bonus)
         grid, result, searched = choice.grid, choice.transcription, len(grids)
     segs = distinct_onsets(raw, grid)
+    if lm is None:
+        result = acoustic_only(segs)
     qpm = grid.qpm
     notes = result.notes if args.repeats else hold_repeats(result.notes)
     notes = acoustic.monophonic(refine_offsets(notes, post))

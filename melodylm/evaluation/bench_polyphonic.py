@@ -43,18 +43,23 @@ from melodylm.prior import frames as FR
 from melodylm.progress import progress_bar
 
 
+def hz(midi) -> np.ndarray:
+    """MIDI note numbers -> frequencies (Hz), as mir_eval scores them."""
+    return 440.0 * 2 ** ((np.asarray(midi, dtype=float) - 69) / 12)
+
+
 def scores(ref: np.ndarray, est: np.ndarray, grid: FR.FrameGrid, est_notes=None) -> dict[str, float]:
     """Frame F1 (mir_eval.multipitch) and note onset F1 (mir_eval.transcription) of ``est`` against ``ref``.
 
     ``est_notes`` (intervals, Hz), when given, are scored for notes in place of ``est``'s runs (basic-pitch's
     own notes keep their own timing).
     """
-    import mir_eval
+    import mir_eval  # imported when a bench runs, not by every command
 
     times = grid.starts(len(ref))
 
     def freqs(roll):
-        return [440.0 * 2 ** ((np.flatnonzero(f) + PR.LOWEST - 69) / 12) for f in roll]
+        return [hz(np.flatnonzero(f) + PR.LOWEST) for f in roll]
 
     p, r = mir_eval.multipitch.metrics(times, freqs(ref), times, freqs(est))[:2]
     out = {"frame_f1": 0.0 if p + r == 0 else 2 * p * r / (p + r), "frame_precision": p, "frame_recall": r}
@@ -69,7 +74,7 @@ def notes(roll: np.ndarray, grid: FR.FrameGrid) -> tuple[np.ndarray, np.ndarray]
     keys, starts, ends = FR.note_runs(roll)
     spf = grid.seconds_per_frame
     intervals = np.stack([grid.origin + starts * spf, grid.origin + ends * spf], axis=1).reshape(-1, 2)
-    return intervals, 440.0 * 2 ** ((keys + PR.LOWEST - 69) / 12)
+    return intervals, hz(keys + PR.LOWEST)
 
 
 def note_frames(bp: list, frames: int, grid: FR.FrameGrid) -> np.ndarray:
@@ -102,7 +107,7 @@ def run_system(pieces: list[Piece], system: str, lm=None, transitions=None, thet
         if system == "basic-pitch":
             est = note_frames(p.bp, len(p.ref), p.grid)
             est_notes = (np.array([[n.onset, n.offset] for n in p.bp]).reshape(-1, 2),
-                         np.array([440.0 * 2 ** ((n.pitch - 69) / 12) for n in p.bp]))
+                         hz(np.array([n.pitch for n in p.bp], dtype=float)))
         elif system == "acoustic":
             est = FR.threshold(p.probs, theta)
         elif system == "hmm":
