@@ -237,3 +237,23 @@ def test_processors_move_their_tables_to_the_logits_device():
         out = proc(ids.to("meta"), torch.zeros(1, vocab, device="meta"))
         assert out.device.type == "meta" and out.shape == on_cpu.shape
         assert all(t.device.type == "meta" for t in vars(proc).values() if isinstance(t, torch.Tensor))
+
+
+def test_min_bars_bans_the_end_token_until_that_bar_per_row():
+    from melodylm.decoding.core import StopAt
+
+    lm = _melody_lm()
+    bar, eos = lm.tokenizer.vocab["Bar_None"], lm.special.eos
+    with torch.no_grad():
+        lm.model.head.bias[eos] += 4.0  # the untrained model would end almost at once
+        lm.model.head.bias[bar] += 5.0
+    free = lm.decoder.sample(6, StopAt(300), [], seed=0)
+    assert any(s.ended and s.ids.count(bar) < 3 for s in free)  # what min_bars must prevent
+    want = [1, 3, 5, 3, 1, 5]
+    spans = lm.decoder.sample(6, StopAt(300, bars=want, min_bars=want), [], seed=0)
+    for s, n in zip(spans, want):
+        assert s.stop_reason in ("eos", "bars") and s.ids.count(bar) == n
+    (best,) = lm.decoder.beam_search(1, StopAt(300, bars=4, min_bars=4), [])
+    assert best.ids.count(bar) == 4
+    with pytest.raises(ValueError, match="min_bars"):
+        lm.decoder.sample(2, StopAt(30, min_bars=[0, 2]), [])

@@ -131,22 +131,24 @@ class MusicLM:
         self,
         num: int = 1,
         max_tokens: int = 512,
-        bars: int | None = None,
+        bars: int | list[int] | None = None,
         seconds: float | None = None,
         greedy: bool = False,
         seed: int | None = None,
         primer: list[int] = (),
+        min_bars: int | list[int] | None = None,
         **settings,
     ) -> list[Sample]:
         """``num`` pieces in one batch (continuing ``primer`` ids, see :meth:`primer_ids`).
 
-        Stops on EOS, ``max_tokens``, ``bars`` or ``seconds`` of new music.
+        Stops on EOS, ``max_tokens``, ``bars`` or ``seconds`` of new music; EOS is banned
+        before ``min_bars`` bars. ``bars`` and ``min_bars`` may be one value per row.
         ``settings`` are :meth:`processors` keywords (temperature, top_k,
         top_p, key, pitch_range, monophonic, min_notes, repetition_penalty,
         grammar). Decode a result with :meth:`to_score`.
         """
         procs = self.processors(sampling=not greedy, max_tokens=max_tokens, **settings)
-        return self.decoder.sample(num, StopAt(max_tokens, bars, seconds), procs, seed=seed, greedy=greedy,
+        return self.decoder.sample(num, StopAt(max_tokens, bars, seconds, min_bars), procs, seed=seed, greedy=greedy,
                                    primer=list(primer))
 
     def beam_search(
@@ -157,11 +159,12 @@ class MusicLM:
         seconds: float | None = None,
         length_penalty: float = 1.0,
         primer: list[int] = (),
+        min_bars: int | None = None,
         **constraints,
     ) -> list[Sample]:
-        """The ``beam_size`` most likely continuations, best first (constraints as in :meth:`sample`)."""
+        """The ``beam_size`` most likely continuations, best first (constraints and limits as in :meth:`sample`)."""
         procs = self.processors(sampling=False, max_tokens=max_tokens, **constraints)
-        return self.decoder.beam_search(beam_size, StopAt(max_tokens, bars, seconds), procs,
+        return self.decoder.beam_search(beam_size, StopAt(max_tokens, bars, seconds, min_bars), procs,
                                         length_penalty=length_penalty, primer=list(primer))
 
     # --- tokens <-> music -----------------------------------------------------------

@@ -42,13 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         m.add_argument("--limit", type=int, default=None, help="only the first N pairs of the split (quick checks)")
         m.add_argument("--json", type=Path, default=None, help="also write the result here")
         m.add_argument("--batch", type=int, default=16, help="conditions per decoder call (default 16)")
+        if name in ("harmony", "chordtones"):
+            m.add_argument("--may-end-early", action="store_true",
+                           help="as in generate: let a generated part end before its condition does")
         if name in ("nll", "chordtones"):
             m.add_argument("--lm", default=None, help="unconditional LM checkpoint on the same targets")
         if name == "harmony":
             m.add_argument("--tagger", default=None, help="beat tagger checkpoint")
         if name == "chordtones":
             m.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-            m.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+            gen = chordtones.generate_defaults()
+            m.add_argument("--top-p", type=float, default=gen.top_p, help=f"as in generate (default {gen.top_p:g})")
     _add_progressions_arguments(qsub)
     p = sub.add_parser("playlist", help="R-precision, NDCG and clicks of a playlist model on held-out playlists",
                        description=playlist.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,6 +74,7 @@ def _add_progressions_arguments(qsub) -> None:
     m.add_argument("--top-p", type=float, default=gen.top_p, help=f"as in generate (default {gen.top_p:g}: off)")
     m.add_argument("--temperature", type=float, default=gen.temperature,
                    help=f"as in generate (default {gen.temperature:g})")
+    m.add_argument("--may-end-early", action="store_true", help="as in generate")
     m.add_argument("--lm", default=None, help="unconditional LM checkpoint on the same tokens: a condition-blind "
                    "reference scored against the same chords")
     m.add_argument("--out", type=Path, default=None, help="also write every melody with its chords as MIDI here")

@@ -45,6 +45,16 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files (default 0)")
     add_decoding_arguments(s, max_tokens=1024, min_notes=1,
                            bars_help="stop after this many bars (default: the condition's bars)")
+    s.add_argument("--may-end-early", action="store_true",
+                   help="let the model end the part before --bars (by default the end token is banned until the "
+                   "part reaches its last bar, so it spans the whole condition)")
+
+
+def part_limits(gen, source: list[int], bars: int | None = None, may_end_early: bool = False) -> dict:
+    """How long a generated part runs: ``bars`` bars (default: the condition's), ending no earlier unless
+    ``may_end_early`` (``MusicLM.sample`` keywords)."""
+    n = bars if bars is not None else gen.bars(source)
+    return {"bars": n, "min_bars": None if may_end_early else n}
 
 
 def _tagger_main(args, path: Path) -> int:
@@ -81,7 +91,7 @@ def main(args) -> int:
     source = gen.condition(args.condition, chord_beats=args.chord_beats, time_signature=args.time_signature)
     lm = gen.bind(source)
     settings = decoding_settings(args)
-    settings["bars"] = args.bars if args.bars is not None else gen.bars(source)
+    settings.update(part_limits(gen, source, args.bars, args.may_end_early))
     with torch.inference_mode():
         samples = decode(lm, settings, beam=args.beam, length_penalty=args.length_penalty)
     out = output_folder(args.out)

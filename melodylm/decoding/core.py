@@ -46,25 +46,41 @@ REASONS = ("", "eos", "bars", "seconds", "max_tokens")
 
 @dataclass
 class StopAt:
-    """When generation ends besides EOS: a token budget, a number of bars, a duration.
+    """When generation ends besides EOS: a token budget, a number of bars, a duration; and how early EOS may come.
 
     Bars and seconds count from the end of the primer and need a
     :class:`~melodylm.decoding.timeline.Timeline`; the token that would cross
-    the limit is not kept.
+    the limit is not kept. ``min_bars`` bans EOS until that many bars have
+    started (a part that must span its condition: ``bars=min_bars=N`` ends in
+    bar ``N``, on EOS or on the bar line after it). ``bars`` and ``min_bars``
+    may also be one value per row of the batch (sampling only).
     """
 
     max_tokens: int = 512
-    bars: int | None = None
+    bars: int | list[int] | None = None
     seconds: float | None = None
+    min_bars: int | list[int] | None = None
     origin: tuple[int, float] = field(default=(0, 0.0), repr=False)  # bars and beats at the primer's end
 
     def check(self) -> None:
         if self.max_tokens < 1:
             raise ValueError(f"the token budget must be >= 1, got {self.max_tokens}")
-        if self.bars is not None and self.bars < 1:
-            raise ValueError(f"bars must be >= 1, got {self.bars}")
+        for name in ("bars", "min_bars"):
+            value = getattr(self, name)
+            if value is not None and min(value if isinstance(value, (list, tuple)) else [value]) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         if self.seconds is not None and not self.seconds > 0:
             raise ValueError(f"seconds must be > 0, got {self.seconds}")
+
+    def per_row(self, name: str, batch: int, device) -> torch.Tensor | None:
+        """``bars`` or ``min_bars`` as a ``(batch,)`` tensor, or None when unset."""
+        value = getattr(self, name)
+        if value is None:
+            return None
+        rows = list(value) if isinstance(value, (list, tuple)) else [value] * batch
+        if len(rows) != batch:
+            raise ValueError(f"{name}: {len(rows)} values for a batch of {batch}")
+        return torch.tensor(rows, dtype=torch.long, device=device)
 
 
 class Decoder:
@@ -119,7 +135,7 @@ class Decoder:
 
     def _clock(self, stop: StopAt, batch: int, primer: list[int], device: torch.device):
         """A Timeline on ``device`` advanced over the primer, or None when no bars/seconds limit is set."""
-        if stop.bars is None and stop.seconds is None:
+        if stop.bars is None and stop.seconds is None and stop.min_bars is None:
             return None
         if self.timeline is None:
             raise ValueError("stopping on bars or seconds needs a timeline (the tokenizer's)")
@@ -137,8 +153,17 @@ class Decoder:
         if stop.seconds is not None:
             code = code.masked_fill((clock.beats() - beats0) * 60.0 / clock.tempo >= stop.seconds, 2)
         if stop.bars is not None:
-            code = code.masked_fill(clock.bar_count() - bars0 > stop.bars, 1)
+            code = code.masked_fill(clock.bar_count() - bars0 > stop.per_row("bars", len(code), code.device), 1)
         return code
+
+    def _no_early_end(self, clock, stop: StopAt, scores: torch.Tensor) -> torch.Tensor:
+        """``scores`` with EOS banned on the rows that have not yet started ``stop.min_bars`` bars."""
+        if stop.min_bars is None:
+            return scores
+        short = clock.bar_count() - stop.origin[0] < stop.per_row("min_bars", scores.size(0), scores.device)
+        eos = torch.zeros(scores.size(-1), dtype=torch.bool, device=scores.device)
+        eos[self.eos] = True
+        return scores.masked_fill(short.unsqueeze(-1) & eos, float("-inf"))
 
     @torch.inference_mode()
     def sample(
@@ -172,6 +197,8 @@ class Decoder:
             if t > 0:
                 logits, state = self.model.step(history[:, start + t - 1], state)
             scores = P.apply(processors, history[:, : start + t], logits.index_fill(1, never, float("-inf")))
+            if clock is not None:
+                scores = self._no_early_end(clock, stop, scores)
             nxt = scores.argmax(-1) if greedy else _draw(scores, generator)
             running = reason == 0
             nxt = nxt.masked_fill(~running, self.pad)
@@ -239,6 +266,8 @@ class Decoder:
                 logits, state = self.model.step(history[:, -1], state)
             logp = logits.log_softmax(-1)
             allowed = P.apply(processors, history, logits.index_fill(1, never, float("-inf")))
+            if clock is not None:
+                allowed = self._no_early_end(clock, stop, allowed)
             logp = logp.masked_fill(torch.isinf(allowed) & (allowed < 0), float("-inf"))
             cand = (scores.unsqueeze(-1) + logp).flatten()
             k = min(2 * beam_size, int(torch.isfinite(cand).sum()))

@@ -153,7 +153,8 @@ def run_harmony(args) -> dict:
         for chunk in _batches(pairs, args.batch):
             lm = gen.bind_many([p.source for p in chunk])
             budget = max(2 * len(p.target) for p in chunk) + 64
-            for p, sample in zip(chunk, lm.sample(num=len(chunk), greedy=True, max_tokens=budget)):
+            for p, sample in zip(chunk, lm.sample(num=len(chunk), greedy=True, max_tokens=budget,
+                                                  **_limits(gen, chunk, args.may_end_early))):
                 generated[p.name] = sample.ids
             bar.advance(task, len(chunk))
     for p in pairs:
@@ -226,7 +227,8 @@ def run_chordtones(args) -> dict:
         task = bar.add_task("melodies for test chord parts", total=len(pairs))
         for b, chunk in enumerate(_batches(pairs, args.batch)):
             settings = dict(num=len(chunk), seed=args.seed + b, top_p=args.top_p,
-                            max_tokens=max(2 * len(p.target) for p in chunk) + 64)
+                            max_tokens=max(2 * len(p.target) for p in chunk) + 64,
+                            **_limits(gen, chunk, args.may_end_early))
             ours = gen.bind_many([p.source for p in chunk]).sample(**settings)
             theirs = lm.sample(**settings) if lm is not None else [None] * len(chunk)
             for p, s, u in zip(chunk, ours, theirs):
@@ -244,6 +246,13 @@ def run_chordtones(args) -> dict:
                       "sounding_chord_tone_share": sounding_hit / sounding_n if sounding_n else None,
                       "strong_beats_counted": int(sounding_n)}
     return out
+
+
+def _limits(gen: ConditionalGenerator, chunk: list[Pair], may_end_early: bool) -> dict:
+    """Per condition, the bars of ``melodylm generate``'s default: as many as the condition has, no fewer unless
+    ``may_end_early``."""
+    bars = [gen.bars(p.source.tolist()) for p in chunk]
+    return {"bars": bars, "min_bars": None if may_end_early else bars}
 
 
 def _batches(pairs: list[Pair], size: int) -> list[list[Pair]]:
