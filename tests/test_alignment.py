@@ -94,10 +94,11 @@ def test_transpose_moves_both_sides_and_stays_in_the_vocabulary():
     assert [TOK[i] for i in moved if TOK[i].startswith("Pitch")] == ["Pitch_108"]
 
 
-def test_training_and_decoding_see_the_same_features():
+@pytest.mark.parametrize("memory", [False, True], ids=["features", "aligned-memory"])
+def test_training_and_decoding_see_the_same_features(memory):
     """Teacher-forced logits from the data set's features equal the decoding core's, step by step."""
     torch.manual_seed(0)
-    model = Seq2Seq(len(TOK), 16, 24, 1, True, 0.0, aligned=True).eval()
+    model = Seq2Seq(len(TOK), 16, 24, 1, True, 0.0, aligned=True, aligned_memory=memory).eval()
     chords = score_to_ids(TOK, chords_to_score(parse_chord_symbols("C Am F G7"), beats=2, bpm=120))
     melody = score_to_ids(TOK, _melody([(0, 1, 72), (1, 0.5, 71), (1.5, 0.5, 69), (2, 2, 69), (4, 1.5, 65),
                                         (6, 1, 67), (7, 1, 71)]))
@@ -106,8 +107,14 @@ def test_training_and_decoding_see_the_same_features():
     expected = input_times(melody, TokenClock(TOK))
     assert batch["features"].shape == (1, len(melody) + 1, FEATURES)
     assert np.allclose(batch["features"][0].numpy(), aligned_features(condition_frames(chords, TOK), expected))
+    chord_times, now = token_times(chords, TokenClock(TOK)), batch["now"][0].numpy()
+    assert now.shape == expected.shape and (now[1:] >= now[:-1]).all()
+    assert (chord_times[now] <= expected + 1e-9).all()  # the last chord token at or before each input's time
+    later = now + 1 < len(chords)
+    assert (chord_times[np.minimum(now + 1, len(chords) - 1)][later] > expected[later]).all()
+    assert now[expected >= 6].min() > now[expected < 2].max()  # G7's tokens come after C's
     with torch.no_grad():
-        trained = model(batch["source"], batch["source_mask"], batch["inputs"], batch["features"])[0]
+        trained = model(batch["source"], batch["source_mask"], batch["inputs"], batch["features"], batch["now"])[0]
         bound = ConditionedLM.from_ids(model, [chords], SPECIAL.pad, TOK)
         whole, _ = bound(batch["inputs"])
         state, steps = None, []

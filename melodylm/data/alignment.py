@@ -14,7 +14,9 @@ current time, as Magenta's Improv RNN feeds the current chord:
 - :func:`token_times` gives the time (quarter notes) the target has reached
   after each of its tokens, as :class:`melodylm.decoding.timeline.Timeline`
   counts it while decoding (``Bar``, ``TimeSig`` and ``Position`` tokens);
-- :func:`aligned_features` looks the frames up at those times.
+- :func:`aligned_features` looks the frames up at those times;
+- :func:`now_index` finds the condition token sounding at each of them, so
+  a decoder can also read the encoder's (bidirectional) state of "now".
 
 Times restart at the first ``Bar`` of whatever is given, so a condition and a
 target cropped at the same bar stay aligned. Everything past the condition's
@@ -119,6 +121,13 @@ def aligned_features(frames: np.ndarray, times: np.ndarray) -> np.ndarray:
     inside = (idx >= 0) & (idx < len(frames))
     out[inside] = frames[idx[inside]]
     return out
+
+
+def now_index(source, times: np.ndarray, clock: TokenClock) -> np.ndarray:
+    """For each of ``times`` (quarter notes), the index of the condition's last token at or before that time
+    (0 before any): where an aligned-memory decoder reads the encoder's state of "now"."""
+    source_times = token_times(source, clock)
+    return np.maximum(np.searchsorted(source_times, np.asarray(times) + 1e-6, side="right") - 1, 0)
 
 
 def input_times(target, clock: TokenClock) -> np.ndarray:

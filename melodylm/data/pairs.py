@@ -36,7 +36,7 @@ import torch
 from symusic import Score
 from torch.utils.data import Dataset
 
-from melodylm.data.alignment import FEATURES, TokenClock, aligned_features, condition_frames, input_times
+from melodylm.data.alignment import FEATURES, TokenClock, aligned_features, condition_frames, input_times, now_index
 from melodylm.data.chorales import resolve_root
 from melodylm.data.midi import MIDI_SUFFIXES, CleanOptions, Rejected, clean_score, read_score
 from melodylm.data.prepare import split_of
@@ -235,7 +235,8 @@ class PairDataset(Dataset):
 
     With ``tokenizer`` (an aligned model), each item also holds
     ``(target_time, FEATURES)`` features: what the condition sounds at the time
-    each decoder input has reached (:mod:`melodylm.data.alignment`). With
+    each decoder input has reached (:mod:`melodylm.data.alignment`), and the
+    index of the condition token sounding then (:func:`now_index`). With
     ``transpose``, both sides are moved together by a random number of
     semitones in [-5, 6] (torch RNG) that keeps every pitch in the vocabulary.
     """
@@ -287,9 +288,9 @@ class PairDataset(Dataset):
         tgt = torch.as_tensor(np.concatenate([[self.ids.bos], target, tail]), dtype=torch.long)
         if self.tokenizer is None:
             return src, tgt
-        times = input_times(target, self.clock)  # the inputs: BOS, then every target token
-        feats = aligned_features(condition_frames(source, self.tokenizer), times[: len(tgt) - 1])
-        return src, tgt, torch.from_numpy(feats)
+        times = input_times(target, self.clock)[: len(tgt) - 1]  # the inputs: BOS, then every target token
+        feats = aligned_features(condition_frames(source, self.tokenizer), times)
+        return src, tgt, torch.from_numpy(feats), torch.from_numpy(now_index(source, times, self.clock))
 
 
 def pitch_table(tokenizer) -> np.ndarray:
@@ -319,7 +320,7 @@ def transpose_ids(pitches: np.ndarray, parts: list[np.ndarray], shift: int) -> l
 def collate_pairs(batch, pad_id: int) -> dict[str, torch.Tensor]:
     """Pairs -> ``source`` ``(batch, src_time)`` padded with ``pad_id``, ``source_mask`` (True on tokens),
     decoder ``inputs`` ``(batch, tgt_time)``, next-token ``targets`` (padding = IGNORE) and, for aligned
-    items, ``features`` ``(batch, tgt_time, FEATURES)`` (zeros on padding)."""
+    items, ``features`` ``(batch, tgt_time, FEATURES)`` and ``now`` ``(batch, tgt_time)`` (zeros on padding)."""
     src_w = max(max(len(item[0]) for item in batch), 1)
     tgt_w = max(len(item[1]) for item in batch) - 1
     source = torch.full((len(batch), src_w), pad_id, dtype=torch.long)
@@ -332,11 +333,13 @@ def collate_pairs(batch, pad_id: int) -> dict[str, torch.Tensor]:
         inputs[i, : len(t) - 1] = t[:-1]
         targets[i, : len(t) - 1] = t[1:]
     out = {"source": source, "source_mask": mask, "inputs": inputs, "targets": targets}
-    if len(batch[0]) == 3:
+    if len(batch[0]) == 4:
         features = torch.zeros(len(batch), tgt_w, FEATURES)
-        for i, (_, t, f) in enumerate(batch):
+        now = torch.zeros(len(batch), tgt_w, dtype=torch.long)
+        for i, (_, t, f, n) in enumerate(batch):
             features[i, : len(t) - 1] = f
-        out["features"] = features
+            now[i, : len(t) - 1] = n
+        out["features"], out["now"] = features, now
     return out
 
 

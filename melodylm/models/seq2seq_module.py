@@ -19,7 +19,8 @@ class Seq2SeqModule(TrainingSteps):
     trained on the same targets. Optimiser and schedule are the language
     model's (AdamW, warm-up, cosine). ``vocab_size`` is linked from the data
     module by the CLI. ``aligned`` feeds the decoder what the condition sounds at
-    its current time (the data module's ``aligned: true`` serves it).
+    its current time (the data module's ``aligned: true`` serves it); ``aligned_memory`` also feeds it the
+    encoder's state of the condition token sounding then.
     ``time_horizon`` anneals the learning rate by the clock (see :class:`TrainingSteps`).
     """
 
@@ -34,6 +35,7 @@ class Seq2SeqModule(TrainingSteps):
         bidirectional: bool = True,
         dropout: float = 0.1,
         aligned: bool = False,
+        aligned_memory: bool = False,
         lr: float = 2e-3,
         weight_decay: float = 0.01,
         warmup_steps: int = 100,
@@ -42,12 +44,14 @@ class Seq2SeqModule(TrainingSteps):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.model = Seq2Seq(vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout, aligned)
+        self.model = Seq2Seq(vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout, aligned,
+                             aligned_memory)
         self.eval_nll = MeanMetric()
 
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Mean NLL (nats) over the non-padding target tokens of ``batch``, and their count."""
         if self.model.aligned != ("features" in batch):
             raise UserError("model.init_args.aligned and data.init_args.aligned must agree (both true or both false)")
-        logits = self.model(batch["source"], batch["source_mask"], batch["inputs"], batch.get("features"))
+        logits = self.model(batch["source"], batch["source_mask"], batch["inputs"], batch.get("features"),
+                            batch.get("now"))
         return masked_nll(logits, batch["targets"])

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from melodylm.data.alignment import FEATURES, FRAMES_PER_BEAT, condition_frames
+from melodylm.data.alignment import FEATURES, FRAMES_PER_BEAT, TokenClock, condition_frames, token_times
 from melodylm.decoding.timeline import Timeline
 
 ATTENTION_CHUNK = 256  # target steps per attention block: bounds memory at (batch, 256, source_time)
@@ -88,10 +88,12 @@ class Memory:
     mask: torch.Tensor
     summary: torch.Tensor
     frames: torch.Tensor | None = None  # aligned models: (batch, frames, FEATURES), see melodylm.data.alignment
+    times: torch.Tensor | None = None  # aligned memory: (batch, src_time) time after each token, inf on padding
 
     def select(self, idx: torch.Tensor) -> "Memory":
         frames = None if self.frames is None else self.frames[idx]
-        return Memory(self.states[idx], self.mask[idx], self.summary[idx], frames)
+        times = None if self.times is None else self.times[idx]
+        return Memory(self.states[idx], self.mask[idx], self.summary[idx], frames, times)
 
 
 @dataclass
@@ -120,18 +122,28 @@ class Seq2Seq(nn.Module):
     With ``aligned``, every decoder input also carries what the condition
     sounds at the time reached (``features`` ``(batch, tgt_time, FEATURES)``,
     :mod:`melodylm.data.alignment`), next to the attention over its tokens.
+    ``aligned_memory`` adds the encoder's state of the condition token
+    sounding at that time (``now`` ``(batch, tgt_time)`` indexes the source):
+    its context in the whole condition, read where the decoder is, rather
+    than found by the attention.
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int = 128, hidden_size: int = 256, num_layers: int = 1,
-                 bidirectional: bool = True, dropout: float = 0.1, aligned: bool = False):
+                 bidirectional: bool = True, dropout: float = 0.1, aligned: bool = False,
+                 aligned_memory: bool = False):
         super().__init__()
+        if aligned_memory and not aligned:
+            raise ValueError("aligned_memory needs aligned: true")
         self.config = dict(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_size=hidden_size,
-                           num_layers=num_layers, bidirectional=bidirectional, dropout=dropout, aligned=aligned)
+                           num_layers=num_layers, bidirectional=bidirectional, dropout=dropout, aligned=aligned,
+                           aligned_memory=aligned_memory)
         self.num_layers, self.hidden_size, self.aligned = num_layers, hidden_size, aligned
+        self.aligned_memory = aligned_memory
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.encoder = Encoder(self.embedding, hidden_size, num_layers, bidirectional, dropout)
         self.bridge = nn.Linear(hidden_size, 2 * num_layers * hidden_size)  # summary -> initial (h, c)
-        self.decoder = nn.LSTM(embedding_dim + (FEATURES if aligned else 0), hidden_size, num_layers, batch_first=True,
+        width = embedding_dim + (FEATURES if aligned else 0) + (hidden_size if aligned_memory else 0)
+        self.decoder = nn.LSTM(width, hidden_size, num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0)
         self.attention = LuongAttention(hidden_size)
         self.combine = nn.Linear(2 * hidden_size, hidden_size)
@@ -152,17 +164,22 @@ class Seq2Seq(nn.Module):
         return DecoderState(hc[0], hc[1], memory)
 
     def decode(self, inputs: torch.Tensor, state: DecoderState, features: torch.Tensor | None = None,
-               return_attention: bool = False):
-        """Decoder ids ``(batch, time)`` (with their aligned ``features`` when the model is aligned) from
-        ``state`` -> logits ``(batch, time, vocab)``, the new state (and the attention weights
+               now: torch.Tensor | None = None, return_attention: bool = False):
+        """Decoder ids ``(batch, time)`` (with their aligned ``features``, and ``now`` for an aligned memory)
+        from ``state`` -> logits ``(batch, time, vocab)``, the new state (and the attention weights
         ``(batch, time, src_time)`` when asked)."""
         x = self.dropout(self.embedding(inputs))
+        mem = state.memory
         if self.aligned:
             if features is None:
                 raise ValueError("an aligned Seq2Seq needs the condition's features at every input")
             x = torch.cat([x, features.to(x.dtype)], -1)
+        if self.aligned_memory:
+            if now is None:
+                raise ValueError("an aligned-memory Seq2Seq needs the condition token sounding at every input")
+            here = torch.gather(mem.states, 1, now.unsqueeze(-1).expand(-1, -1, mem.states.size(-1)))
+            x = torch.cat([x, here], -1)
         y, (h, c) = self.decoder(x, (state.h, state.c))
-        mem = state.memory
         logits, weights = [], []
         for t0 in range(0, y.size(1), ATTENTION_CHUNK):
             q = y[:, t0 : t0 + ATTENTION_CHUNK]
@@ -176,8 +193,8 @@ class Seq2Seq(nn.Module):
         return (logits, new, torch.cat(weights, 1)) if return_attention else (logits, new)
 
     def forward(self, source: torch.Tensor, source_mask: torch.Tensor, inputs: torch.Tensor,
-                features: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decode(inputs, self.initial_state(self.encode(source, source_mask)), features)[0]
+                features: torch.Tensor | None = None, now: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(inputs, self.initial_state(self.encode(source, source_mask)), features, now)[0]
 
 
 class ConditionedLM(nn.Module):
@@ -217,9 +234,16 @@ class ConditionedLM(nn.Module):
             for i, g in enumerate(grids):
                 frames[i, : len(g)] = g
             frames = torch.from_numpy(frames).to(device)
+        times = None
+        if model.aligned_memory:
+            clock = TokenClock(tokenizer)
+            times = torch.full((len(sources), width), float("inf"), dtype=torch.float64)
+            for i, s in enumerate(sources):
+                times[i, : len(s)] = torch.from_numpy(token_times(s, clock))
+            times = times.to(device)
         with torch.no_grad():
             memory = model.eval().encode(src.to(device), mask.to(device))
-        memory.frames = frames
+        memory.frames, memory.times = frames, times
         return cls(model, memory, tokenizer)
 
     @property
@@ -237,8 +261,9 @@ class ConditionedLM(nn.Module):
             state.clock = self.clock.select(torch.zeros(batch, dtype=torch.long, device=memory.states.device))
         return state
 
-    def _features(self, ids: torch.Tensor, state: DecoderState) -> torch.Tensor:
-        """Advance the row clocks over ``ids`` ``(batch, time)``; the condition's frames at each time reached."""
+    def _aligned(self, ids: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Advance the row clocks over ``ids`` ``(batch, time)``; the condition's frames at each time reached,
+        and (aligned memory) the index of its token sounding then, as :func:`~melodylm.data.alignment.now_index`."""
         clock = copy.copy(state.clock)  # states are reused (beams); Timeline.update rebinds, never writes in place
         times = torch.empty(ids.shape, device=ids.device)
         for t in range(ids.size(1)):
@@ -249,7 +274,11 @@ class ConditionedLM(nn.Module):
         idx = torch.floor(times * FRAMES_PER_BEAT + 1e-6).long()
         inside = (idx >= 0) & (idx < frames.size(1))
         out = torch.gather(frames, 1, idx.clamp(0, frames.size(1) - 1).unsqueeze(-1).expand(-1, -1, FEATURES))
-        return out * inside.unsqueeze(-1)
+        now = None
+        if state.memory.times is not None:
+            sought = times.to(torch.float64) + 1e-6
+            now = (torch.searchsorted(state.memory.times.contiguous(), sought.contiguous(), right=True) - 1).clamp_min(0)
+        return out * inside.unsqueeze(-1), now
 
     def forward(self, ids: torch.Tensor, state: DecoderState | None = None):
         """ids ``(batch, time)`` -> logits ``(batch, time, vocab)`` and the state after them.
@@ -265,8 +294,8 @@ class ConditionedLM(nn.Module):
             state = self._start(ids.size(0))
         else:
             state = DecoderState(state.h, state.c, state.memory, state.clock)
-        features = self._features(ids, state) if self.model.aligned else None
-        return self.model.decode(ids, state, features)
+        features, now = self._aligned(ids, state) if self.model.aligned else (None, None)
+        return self.model.decode(ids, state, features, now)
 
     def step(self, ids: torch.Tensor, state: DecoderState | None = None):
         """ids ``(batch,)`` -> logits ``(batch, vocab)`` and the new state."""
