@@ -44,6 +44,8 @@ class Seq2SeqModule(TrainingSteps):
     ):
         super().__init__()
         self.save_hyperparameters()
+        if aligned_memory and not aligned:
+            raise UserError("model.init_args.aligned_memory needs model.init_args.aligned: true")
         self.model = Seq2Seq(vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout, aligned,
                              aligned_memory)
         self.eval_nll = MeanMetric()
