@@ -4,7 +4,7 @@
     source = gen.condition("C Am F G", chord_beats=4)     # or a MIDI file: its source part
     waltz = gen.condition("F C7 C7 F", chord_beats=3, time_signature="3/4")
     lm = gen.bind(source)                                  # a MusicLM conditioned on it
-    parts = lm.sample(num=4, bars=gen.bars(source), seed=0, top_p=0.95)
+    parts = lm.sample(num=4, seed=0, top_p=0.95, **gen.span(source))   # as long as the condition
     gen.combined_score(source, parts[0].ids).dump_midi("out.mid")
 
 The decoding core drives the model through :class:`ConditionedLM`, so sampling,
@@ -115,6 +115,12 @@ class ConditionalGenerator:
     def bars(self, ids: list[int]) -> int:
         score = self.tokenizer.decode([_ints(ids)])
         return max(len(score.get_downbeats()), 1) if len(score.time_signatures) else 1
+
+    def span(self, ids: list[int], bars: int | None = None, may_end_early: bool = False) -> dict:
+        """How long a part generated for condition ``ids`` runs (``MusicLM.sample`` keywords): ``bars`` bars
+        (default: the condition's), and no fewer (the end token banned before them) unless ``may_end_early``."""
+        n = bars if bars is not None else self.bars(ids)
+        return {"bars": n, "min_bars": None if may_end_early else n}
 
     def combined_score(self, source_ids: list[int], target_ids: list[int]) -> Score:
         """One MIDI score: the condition as track 0, the generated part as track 1 (named after their sides)."""

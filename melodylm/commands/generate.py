@@ -50,13 +50,6 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                    "part reaches its last bar, so it spans the whole condition)")
 
 
-def part_limits(gen, source: list[int], bars: int | None = None, may_end_early: bool = False) -> dict:
-    """How long a generated part runs: ``bars`` bars (default: the condition's), ending no earlier unless
-    ``may_end_early`` (``MusicLM.sample`` keywords)."""
-    n = bars if bars is not None else gen.bars(source)
-    return {"bars": n, "min_bars": None if may_end_early else n}
-
-
 def _tagger_main(args, path: Path) -> int:
     """``generate`` with a chord-tagger checkpoint: one harmonisation per melody (the tagger is deterministic)."""
     tagger = load(path)
@@ -91,7 +84,7 @@ def main(args) -> int:
     source = gen.condition(args.condition, chord_beats=args.chord_beats, time_signature=args.time_signature)
     lm = gen.bind(source)
     settings = decoding_settings(args)
-    settings.update(part_limits(gen, source, args.bars, args.may_end_early))
+    settings.update(gen.span(source, args.bars, args.may_end_early))
     with torch.inference_mode():
         samples = decode(lm, settings, beam=args.beam, length_penalty=args.length_penalty)
     out = output_folder(args.out)

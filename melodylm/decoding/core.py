@@ -61,6 +61,7 @@ class StopAt:
     seconds: float | None = None
     min_bars: int | list[int] | None = None
     origin: tuple[int, float] = field(default=(0, 0.0), repr=False)  # bars and beats at the primer's end
+    limits: dict = field(default_factory=dict, repr=False)  # bars / min_bars as tensors, set when a run starts
 
     def check(self) -> None:
         if self.max_tokens < 1:
@@ -73,14 +74,16 @@ class StopAt:
             raise ValueError(f"seconds must be > 0, got {self.seconds}")
 
     def per_row(self, name: str, batch: int, device) -> torch.Tensor | None:
-        """``bars`` or ``min_bars`` as a ``(batch,)`` tensor, or None when unset."""
+        """``bars`` or ``min_bars`` as a tensor to compare with a ``(batch,)`` bar count (0-d for one value for
+        every row), or None when unset."""
         value = getattr(self, name)
         if value is None:
             return None
-        rows = list(value) if isinstance(value, (list, tuple)) else [value] * batch
-        if len(rows) != batch:
-            raise ValueError(f"{name}: {len(rows)} values for a batch of {batch}")
-        return torch.tensor(rows, dtype=torch.long, device=device)
+        if not isinstance(value, (list, tuple)):
+            return torch.tensor(value, dtype=torch.long, device=device)
+        if len(value) != batch:
+            raise ValueError(f"{name}: {len(value)} values for a batch of {batch}")
+        return torch.tensor(list(value), dtype=torch.long, device=device)
 
 
 class Decoder:
@@ -143,6 +146,7 @@ class Decoder:
         for tok in primer:
             clock.update(torch.full((batch,), tok, dtype=torch.long, device=device))
         stop.origin = (int(clock.bar_count()[0]), float(clock.beats()[0]))
+        stop.limits = {name: stop.per_row(name, batch, device) for name in ("bars", "min_bars")}  # once per run
         return clock
 
     @staticmethod
@@ -153,17 +157,19 @@ class Decoder:
         if stop.seconds is not None:
             code = code.masked_fill((clock.beats() - beats0) * 60.0 / clock.tempo >= stop.seconds, 2)
         if stop.bars is not None:
-            code = code.masked_fill(clock.bar_count() - bars0 > stop.per_row("bars", len(code), code.device), 1)
+            code = code.masked_fill(clock.bar_count() - bars0 > stop.limits["bars"], 1)
         return code
 
     def _no_early_end(self, clock, stop: StopAt, scores: torch.Tensor) -> torch.Tensor:
         """``scores`` with EOS banned on the rows that have not yet started ``stop.min_bars`` bars."""
         if stop.min_bars is None:
             return scores
-        short = clock.bar_count() - stop.origin[0] < stop.per_row("min_bars", scores.size(0), scores.device)
-        eos = torch.zeros(scores.size(-1), dtype=torch.bool, device=scores.device)
-        eos[self.eos] = True
-        return scores.masked_fill(short.unsqueeze(-1) & eos, float("-inf"))
+        short = clock.bar_count() - stop.origin[0] < stop.limits["min_bars"]
+        if not bool(short.any()):
+            return scores
+        scores = scores.clone()
+        scores[short, self.eos] = float("-inf")
+        return scores
 
     @torch.inference_mode()
     def sample(

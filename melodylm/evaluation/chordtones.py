@@ -129,7 +129,7 @@ def run_progressions(args) -> dict:
             decoy = gen.condition(shuffled_text(prog, other), chord_beats=prog.chord_beats,
                                   time_signature=prog.time_signature)
             chords, decoy_chords = tok.decode([source]), tok.decode([decoy])
-            run = {**settings, **generate.part_limits(gen, source, may_end_early=args.may_end_early)}
+            run = {**settings, **gen.span(source, may_end_early=args.may_end_early)}
             melodies = [s.ids for s in decode(gen.bind(source), run)]
             tallies = {}
             for j, ids in enumerate(melodies):

@@ -249,10 +249,9 @@ def run_chordtones(args) -> dict:
 
 
 def _limits(gen: ConditionalGenerator, chunk: list[Pair], may_end_early: bool) -> dict:
-    """Per condition, the bars of ``melodylm generate``'s default: as many as the condition has, no fewer unless
-    ``may_end_early``."""
-    bars = [gen.bars(p.source.tolist()) for p in chunk]
-    return {"bars": bars, "min_bars": None if may_end_early else bars}
+    """:meth:`ConditionalGenerator.span` of every condition of ``chunk``, as per-row ``bars`` / ``min_bars``."""
+    spans = [gen.span(p.source.tolist(), may_end_early=may_end_early) for p in chunk]
+    return {k: None if spans[0][k] is None else [s[k] for s in spans] for k in ("bars", "min_bars")}
 
 
 def _batches(pairs: list[Pair], size: int) -> list[list[Pair]]:
