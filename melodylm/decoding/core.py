@@ -137,11 +137,11 @@ class Decoder:
         return logits[:, -1].expand(batch, -1), state, prefix.expand(batch, -1)
 
     def _clock(self, stop: StopAt, batch: int, primer: list[int], device: torch.device):
-        """A Timeline on ``device`` advanced over the primer, or None when no bars/seconds limit is set."""
+        """A Timeline on ``device`` advanced over the primer, or None when no bars/seconds/min_bars limit is set."""
         if stop.bars is None and stop.seconds is None and stop.min_bars is None:
             return None
         if self.timeline is None:
-            raise ValueError("stopping on bars or seconds needs a timeline (the tokenizer's)")
+            raise ValueError("bars, seconds and min_bars limits need a timeline (the tokenizer's)")
         clock = self.timeline(batch, device)
         for tok in primer:
             clock.update(torch.full((batch,), tok, dtype=torch.long, device=device))
