@@ -7,8 +7,9 @@ import json
 import mir_eval.chord
 import numpy as np
 import pytest
+from symusic import Score
 
-from melodylm.data.chords import LABELS, mir_eval_label, parse_chord_symbol
+from melodylm.data.chords import LABELS, labels_to_track, mir_eval_label, parse_chord_symbol, vote_labels
 from melodylm.evaluation.seq2seq import chord_scores
 from tests.conftest import REPO, run_cli
 from tests.test_seq2seq import NOTTINGHAM, needs_nottingham
@@ -55,3 +56,32 @@ def test_evaluate_harmony_reports_mir_eval_scores(tmp_path):
     for system in ("seq2seq", "most_frequent"):
         assert {"accuracy", "accuracy_chord_beats", "majmin", "sevenths"} <= set(result[system])
         assert all(0.0 <= result[system][k] <= 1.0 for k in ("majmin", "sevenths"))
+    assert result["decoding"] == "greedy"
+    run_cli("evaluate", "seq2seq", "harmony", "--ckpt", str(tmp_path / "checkpoints" / "seq2seq-debug"),
+            "--limit", "3", "--votes", "3", "--json", str(out), cwd=tmp_path)
+    voted = json.loads(out.read_text())  # the same beats, read from a vote of three samples per melody
+    assert voted["decoding"] == "vote of 3 samples" and voted["beats"] == result["beats"]
+    assert voted["most_frequent"] == result["most_frequent"]
+    melody = NOTTINGHAM / "melody" / "ashover1.mid"  # generate --votes writes one voted harmonisation
+    run_cli("generate", "--ckpt", str(tmp_path / "checkpoints" / "seq2seq-debug"), "--condition", str(melody),
+            "--votes", "3", "--out", str(tmp_path / "voted"), cwd=tmp_path)
+    meta = json.loads((tmp_path / "voted" / "melody2chords-vote3.json").read_text())
+    score = Score(str(tmp_path / "voted" / "melody2chords-vote3.mid"))
+    assert meta["votes"] == 3 and len(meta["chord_per_beat"]) > 0
+    assert [t.name for t in score.tracks] == ["melody (condition)", "chords (generated)"]
+
+
+def test_vote_labels_takes_each_beats_most_frequent_chord():
+    assert vote_labels([["C", "F", "G"], ["C", "Dm", "G7"], ["Am", "Dm", "G"]]) == ["C", "Dm", "G"]
+    assert vote_labels([["C", "F"], ["Am", "G"]]) == ["C", "F"]  # ties: the first harmonisation's label
+    assert vote_labels([["N", "C"]]) == ["N", "C"]
+    with pytest.raises(ValueError):
+        vote_labels([["C"], ["C", "G"]])
+
+
+def test_labels_to_track_writes_one_block_chord_per_run_of_equal_labels():
+    track = labels_to_track(["C", "C", "N", "G7", "G7", "G7"], tpq=480)
+    notes = sorted((n.time, n.duration, n.pitch) for n in track.notes)
+    c = sorted(parse_chord_symbol("C").pitches())
+    g7 = sorted(parse_chord_symbol("G7").pitches())
+    assert notes == sorted([(0, 960, p) for p in c] + [(1440, 1440, p) for p in g7])  # beat 2 is silent

@@ -18,7 +18,7 @@ from pathlib import Path
 from symusic import Score, Track
 
 from melodylm.api.lm import MusicLM
-from melodylm.data.chords import chords_to_score, parse_chord_symbols, parse_time_signature
+from melodylm.data.chords import beat_labels, chords_to_score, parse_chord_symbols, parse_time_signature, vote_labels
 from melodylm.data.midi import MIDI_SUFFIXES, CleanOptions, Rejected, clean_score, read_score
 from melodylm.data.pairs import pick_track
 from melodylm.data.tokenizer import score_to_ids, tokenizer_from_json
@@ -121,6 +121,20 @@ class ConditionalGenerator:
         (default: the condition's), and no fewer (the end token banned before them) unless ``may_end_early``."""
         n = bars if bars is not None else self.bars(ids)
         return {"bars": n, "min_bars": None if may_end_early else n}
+
+    def vote_harmonies(self, melodies: list[list[int]], beats: list[int], votes: int, **settings) -> list[list[str]]:
+        """For a melody -> chords model: per melody, ``votes`` sampled harmonisations (``MusicLM.sample``
+        keywords ``settings``; each spans its melody), read as chord labels on its ``beats`` quarter-note beats,
+        and their per-beat vote (:func:`~melodylm.data.chords.vote_labels`): one label list per melody."""
+        if votes < 1:
+            raise UserError(f"votes must be >= 1, got {votes}")
+        rows = [m for m in melodies for _ in range(votes)]
+        spans = [self.span(m) for m in rows]
+        limits = {k: [sp[k] for sp in spans] for k in ("bars", "min_bars")}
+        samples = self.bind_many(rows).sample(num=len(rows), **{**settings, **limits})
+        labels = [beat_labels(self.tokenizer.decode([s.ids]), n) if s.ids else ["N"] * n
+                  for s, n in zip(samples, (n for n in beats for _ in range(votes)))]
+        return [vote_labels(labels[i * votes:(i + 1) * votes]) for i in range(len(melodies))]
 
     def combined_score(self, source_ids: list[int], target_ids: list[int]) -> Score:
         """One MIDI score: the condition as track 0, the generated part as track 1 (named after their sides)."""

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import torch
-from symusic import Note, Score, Track
+from symusic import Score
 
 from melodylm.data.beats import melody_beat_features, num_beats
-from melodylm.data.chords import parse_chord_symbol
+from melodylm.data.chords import labels_to_track
 from melodylm.models.components.seq2seq import BeatTagger
 
 
@@ -39,16 +39,7 @@ class ChordTagger:
     def harmonise(self, melody: Score) -> tuple[list[str], Score]:
         """A chord label per beat of ``melody``, and the melody with the chords as a block-chord track."""
         labels = self.label_beats(melody)
-        tpq = melody.ticks_per_quarter
-        track = Track(name="chords", program=0)
-        start = 0
-        for b in range(1, len(labels) + 1):  # one block chord per run of equal labels; N is silence
-            if b < len(labels) and labels[b] == labels[start]:
-                continue
-            if labels[start] != "N":
-                for p in parse_chord_symbol(labels[start]).pitches():
-                    track.notes.append(Note(start * tpq, (b - start) * tpq, p, 70))
-            start = b
+        track = labels_to_track(labels, melody.ticks_per_quarter)
         out = melody.copy()
         for t in out.tracks:
             t.name = "melody"

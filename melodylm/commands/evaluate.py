@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             m.add_argument("--lm", default=None, help="unconditional LM checkpoint on the same targets")
         if name == "harmony":
             m.add_argument("--tagger", default=None, help="beat tagger checkpoint")
+            m.add_argument("--votes", type=int, default=1,
+                           help="sample this many harmonisations per melody and take each beat's most frequent "
+                           "chord (default 1: greedy decoding)")
+            m.add_argument("--seed", type=int, default=0, help="sampling seed of --votes (default 0)")
         if name == "chordtones":
             m.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
             gen = chordtones.generate_defaults()

@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 
 from melodylm.checkpoint import kind_of, load, resolve
-from melodylm.commands.args import output_folder
+from melodylm.commands.args import at_least, output_folder
 from melodylm.commands.sample import add_decoding_arguments, decode, decoding_settings
-from melodylm.data.chords import parse_time_signature
+from melodylm.data.beats import num_beats
+from melodylm.data.chords import labels_to_track, parse_time_signature
 from melodylm.data.midi import CleanOptions, Rejected, clean_score, read_score
 from melodylm.errors import UserError
 from melodylm.render import pianoroll_png, write_midi
@@ -45,6 +46,9 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files (default 0)")
     add_decoding_arguments(s, max_tokens=1024, min_notes=1,
                            bars_help="stop after this many bars (default: the condition's bars)")
+    s.add_argument("--votes", type=int, default=1,
+                   help="melody -> chords: sample this many harmonisations and write one, each beat's most frequent "
+                   "chord (default 1: every sample is written as it is)")
     s.add_argument("--may-end-early", action="store_true",
                    help="let the model end the part before --bars (by default the end token is banned until the "
                    "part reaches its last bar, so it spans the whole condition)")
@@ -73,6 +77,28 @@ def _tagger_main(args, path: Path) -> int:
     return 0
 
 
+def _vote_main(args, gen, source: list[int]) -> int:
+    """``generate --votes N`` with a melody -> chords checkpoint: one harmonisation, voted beat by beat."""
+    at_least(args.votes, 1, "--votes")
+    if gen.pairs.get("melody") != "source":
+        raise UserError("--votes needs a melody -> chords checkpoint (it votes on chord labels)")
+    melody = gen.tokenizer.decode([source])
+    settings = {k: v for k, v in decoding_settings(args).items() if k != "num"}
+    with torch.inference_mode():
+        labels = gen.vote_harmonies([source], [num_beats(melody)], args.votes, **settings)[0]
+    score = gen.combined_score(source, [])
+    score.tracks[-1] = labels_to_track(labels, score.ticks_per_quarter, name=f"{gen.target_name} (generated)")
+    out = output_folder(args.out)
+    stem = out / f"{gen.source_name}2{gen.target_name}-vote{args.votes}"
+    write_midi(score, stem.with_suffix(".mid"))
+    pianoroll_png(score, stem.with_suffix(".png"), title=f"{stem.name}  seed={args.seed}")
+    stem.with_suffix(".json").write_text(json.dumps({"midi": stem.with_suffix(".mid").name, "ckpt": str(args.ckpt),
+                                                     "condition": str(args.condition), "votes": args.votes,
+                                                     "seed": args.seed, "chord_per_beat": labels}, indent=1))
+    log.info("%s: %d beats voted over %d samples", stem.with_suffix(".mid").name, len(labels), args.votes)
+    return 0
+
+
 def main(args) -> int:
     parse_time_signature(args.time_signature)  # bad chord-text settings are refused before the checkpoint is read
     if not args.chord_beats > 0:
@@ -82,6 +108,8 @@ def main(args) -> int:
         return _tagger_main(args, path)
     gen = load(path, kinds=("seq2seq", "chord_tagger"))
     source = gen.condition(args.condition, chord_beats=args.chord_beats, time_signature=args.time_signature)
+    if args.votes != 1:
+        return _vote_main(args, gen, source)
     lm = gen.bind(source)
     settings = decoding_settings(args)
     settings.update(gen.span(source, args.bars, args.may_end_early))

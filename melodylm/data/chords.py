@@ -16,6 +16,7 @@ Two jobs, each with its inverse:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,3 +193,29 @@ def beat_labels(score: Score, num_beats: int | None = None) -> list[str]:
     tpq = score.ticks_per_quarter
     grid = beat_grid(score) if num_beats is None else np.arange(num_beats, dtype=np.int64) * tpq
     return [chord_label(pcs, bass) for pcs, bass in sounding_pitch_classes(score, grid)]
+
+
+def vote_labels(harmonisations: list[list[str]]) -> list[str]:
+    """Per beat, the label most of ``harmonisations`` (equal-length label lists) give: the choice that maximises
+    the expected per-beat accuracy under the distribution they were sampled from. Ties go to the label met
+    first (in the order of the harmonisations)."""
+    if not harmonisations:
+        raise ValueError("vote_labels needs at least one harmonisation")
+    if len({len(h) for h in harmonisations}) > 1:
+        raise ValueError("the harmonisations must have the same number of beats")
+    return [Counter(beat).most_common(1)[0][0] for beat in zip(*harmonisations)]
+
+
+def labels_to_track(labels: list[str], tpq: int, name: str = "chords", velocity: int = 70) -> Track:
+    """Block chords for per-beat labels (beat ``i`` starts at tick ``i * tpq``): one chord per run of equal
+    labels, silence for ``N``."""
+    track = Track(name=name, program=0)
+    start = 0
+    for b in range(1, len(labels) + 1):
+        if b < len(labels) and labels[b] == labels[start]:
+            continue
+        if labels[start] != "N":
+            for p in parse_chord_symbol(labels[start]).pitches():
+                track.notes.append(Note(start * tpq, (b - start) * tpq, p, velocity))
+        start = b
+    return track

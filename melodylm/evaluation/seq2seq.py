@@ -9,8 +9,9 @@
   same test targets.
 - ``harmony``: chord accuracy per beat (quarter note) of melody -> chords,
   and mir_eval's ``majmin`` and ``sevenths`` chord scores over the same beats,
-  for the seq2seq model (greedy decoding), the beat tagger, and the
-  most-frequent chord of the training split.
+  for the seq2seq model (greedy decoding, or with ``--votes N`` each beat's
+  most frequent chord over N sampled harmonisations), the beat tagger, and
+  the most-frequent chord of the training split.
 - ``chordtones``: for chords -> melody, the share of melody notes with an
   onset on a strong beat (the bar's first beat, and its middle in 4/4, 6/8,
   12/8) whose pitch class sounds in the chord part at that moment (notes where
@@ -30,6 +31,7 @@ import torch
 
 from melodylm.api.seq2seq import ConditionalGenerator
 from melodylm.checkpoint import load
+from melodylm.commands.args import at_least
 from melodylm.data.beats import num_beats
 from melodylm.data.chords import beat_labels, mir_eval_label, sounding_pitch_classes
 from melodylm.data.pairs import Pair, PairSettings, build_pairs
@@ -148,21 +150,30 @@ def run_harmony(args) -> dict:
     tallies = {k: np.zeros(4, dtype=np.int64) for k in ("seq2seq", "tagger", "most_frequent")}
     beats_seen = {k: ([], []) for k in tallies}  # (predicted, real) labels of every test beat, for mir_eval
     generated = {}
-    with progress_bar() as bar:  # greedy chords for a batch of melodies per decoder call
+    votes = at_least(getattr(args, "votes", 1), 1, "--votes")
+    with progress_bar() as bar:  # greedy (or voted) chords for a batch of melodies per decoder call
         task = bar.add_task("harmonising test melodies", total=len(pairs))
-        for chunk in _batches(pairs, args.batch):
-            lm = gen.bind_many([p.source for p in chunk])
+        for b, chunk in enumerate(_batches(pairs, max(args.batch // votes, 1))):
             budget = max(2 * len(p.target) for p in chunk) + 64
-            for p, sample in zip(chunk, lm.sample(num=len(chunk), greedy=True, max_tokens=budget,
-                                                  **_limits(gen, chunk, args.may_end_early))):
-                generated[p.name] = sample.ids
+            if votes > 1:  # the generated parts are read on the real tunes' beats
+                voted = gen.vote_harmonies([p.source.tolist() for p in chunk], [_beats(tok, p) for p in chunk],
+                                           votes, seed=args.seed + b, max_tokens=budget)
+                generated.update((p.name, v) for p, v in zip(chunk, voted))
+            else:
+                lm = gen.bind_many([p.source for p in chunk])
+                for p, sample in zip(chunk, lm.sample(num=len(chunk), greedy=True, max_tokens=budget,
+                                                      **_limits(gen, chunk, args.may_end_early))):
+                    generated[p.name] = sample.ids
             bar.advance(task, len(chunk))
     for p in pairs:
         melody, chords = tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()])
-        beats = num_beats(melody, chords)  # the generated part is read on the real tune's beats
+        beats = _beats(tok, p)  # the generated part is read on the real tune's beats
         real = beat_labels(chords, beats)
         ids = generated[p.name]
-        pred = beat_labels(tok.decode([ids]), beats) if ids else ["N"] * beats
+        if votes > 1:
+            pred = ids
+        else:
+            pred = beat_labels(tok.decode([ids]), beats) if ids else ["N"] * beats
         guesses = {"seq2seq": pred, "most_frequent": [most_frequent] * beats}
         if tagger is not None:
             guesses["tagger"] = tagger.label_beats(melody, beats)
@@ -171,7 +182,7 @@ def run_harmony(args) -> dict:
             beats_seen[k][0].extend(guess)
             beats_seen[k][1].extend(real)
     out = {"pairs": len(pairs), "beats": int(tallies["seq2seq"][1]), "chord_beats": int(tallies["seq2seq"][3]),
-           "most_frequent_chord": most_frequent}
+           "most_frequent_chord": most_frequent, "decoding": f"vote of {votes} samples" if votes > 1 else "greedy"}
     for k, (r, n, rc, nc) in tallies.items():
         if n:
             out[k] = {"accuracy": r / n, "accuracy_chord_beats": rc / nc if nc else float("nan"),
@@ -246,6 +257,11 @@ def run_chordtones(args) -> dict:
                       "sounding_chord_tone_share": sounding_hit / sounding_n if sounding_n else None,
                       "strong_beats_counted": int(sounding_n)}
     return out
+
+
+def _beats(tok, p: Pair) -> int:
+    """The quarter-note beats of a pair's tune (its melody and its real chords)."""
+    return num_beats(tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()]))
 
 
 def _limits(gen: ConditionalGenerator, chunk: list[Pair], may_end_early: bool) -> dict:
