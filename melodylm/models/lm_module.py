@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import MeanMetric
 
+from melodylm.errors import UserError
 from melodylm.models.base import TrainingSteps, masked_nll
 from melodylm.models.components.rnn_lm import RecurrentLM, map_state
 
@@ -20,6 +21,9 @@ class LanguageModelModule(TrainingSteps):
 
     ``vocab_size`` is linked from the data module by the CLI. ``time_horizon``: anneal the learning
     rate by the clock too, within this share of the trainer's ``max_time`` (:class:`TrainingSteps`).
+    ``bar_clock``: the :class:`RecurrentLM` bar clock (bars begun, capped at this many); its bar tokens come
+    from the data module's tokenizer, and it needs ``data.carry_state`` (windows that start mid-piece from
+    a blank state would restart the count).
     """
 
     checkpoint_kind = "language_model"  # the checkpoint's ``melodylm.kind``: which loader reads it
@@ -33,6 +37,7 @@ class LanguageModelModule(TrainingSteps):
         cell: str = "lstm",
         dropout: float = 0.2,
         tie_weights: bool = False,
+        bar_clock: int = 0,
         lr: float = 2e-3,
         weight_decay: float = 0.01,
         warmup_steps: int = 100,
@@ -41,9 +46,18 @@ class LanguageModelModule(TrainingSteps):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.model = RecurrentLM(vocab_size, embedding_dim, hidden_size, num_layers, cell, dropout, tie_weights)
+        self.model = RecurrentLM(vocab_size, embedding_dim, hidden_size, num_layers, cell, dropout, tie_weights,
+                                 bar_clock)
         self.eval_nll = MeanMetric()
         self._carry = None  # the state the last carried training batch left (see model_step)
+
+    def setup(self, stage: str) -> None:
+        if not self.hparams.bar_clock:
+            return
+        data = self.trainer.datamodule
+        if not getattr(data, "hparams", {}).get("carry_state"):
+            raise UserError("model.init_args.bar_clock needs data.init_args.carry_state true")
+        self.model.set_bar_tokens([i for t, i in data.tokenizer.vocab.items() if t.startswith("Bar_")])
 
     def model_step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
         """Mean NLL (nats) over the non-padding targets of ``batch``, and their count.

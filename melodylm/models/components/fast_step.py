@@ -78,7 +78,8 @@ class FastStep:
         if model.cell != "rnn":  # only the g (LSTM) / n (GRU) block feeds a tanh
             scale[: 2 * n] = scale[3 * n :] = 1.0
         emb = model.embedding.weight.detach()
-        self.table = self.embedding = None
+        self.table = self.embedding = self.bar_table = self.bar_embedding = None
+        self.bar_counts = model.bar_counts if model.bar_clock else None  # the bar clock's counts
         self.layers = []
         for l in range(rnn.num_layers):
             w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{l}").detach()
@@ -88,10 +89,14 @@ class FastStep:
             x_bias, h_bias = (b_ih, b_hh) if model.cell == "gru" else (b_ih + b_hh, None)
             if l == 0 and emb.shape[0] * gates * n <= FOLD_EMBEDDING_MAX_ENTRIES:
                 self.table, x_proj = torch.addmm(x_bias, emb, w_ih.t()).contiguous(), None
+                if model.bar_clock:  # the clock's embedding goes through the same first-layer product
+                    self.bar_table = (model.bar_embedding.weight.detach() @ w_ih.t()).contiguous()
             else:
                 x_proj = _Affine(w_ih, x_bias)
                 if l == 0:
                     self.embedding = emb
+                    if model.bar_clock:
+                        self.bar_embedding = model.bar_embedding.weight.detach()
             self.layers.append((x_proj, _Affine(w_hh, h_bias)))
         w, b = model.head.weight.detach(), model.head.bias.detach()
         if model.projection is not None:  # head(projection(y)) as one matrix
@@ -100,11 +105,20 @@ class FastStep:
         self.head = _Affine(w, b)
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        h, c = state if self.cell == "lstm" else (state, None)
+        h, c = state[:2] if self.cell == "lstm" else (state, None)
+        bars = None
+        if self.bar_counts is not None:
+            counts, bars = self.bar_counts(ids[:, None], state[2])
+            counts = counts[:, 0]
         if self.table is not None:
             gi = torch.index_select(self.table, 0, ids)
+            if bars is not None:
+                gi = gi + torch.index_select(self.bar_table, 0, counts)
         else:
-            gi = self.layers[0][0](torch.index_select(self.embedding, 0, ids))
+            x = torch.index_select(self.embedding, 0, ids)
+            if bars is not None:
+                x = x + torch.index_select(self.bar_embedding, 0, counts)
+            gi = self.layers[0][0](x)
         hs, cs = [], []
         for l, (x_proj, h_proj) in enumerate(self.layers):
             if l > 0:
@@ -118,7 +132,9 @@ class FastStep:
                 x = h_proj(h[l], plus=gi).sigmoid_().mul_(-2.0).add_(1.0)
             hs.append(x)
         logits = self.head(x)
-        return logits, ((torch.stack(hs), torch.stack(cs)) if self.cell == "lstm" else torch.stack(hs))
+        if self.cell != "lstm":
+            return logits, torch.stack(hs)
+        return logits, (torch.stack(hs), torch.stack(cs)) + (() if bars is None else (bars,))
 
     @staticmethod
     def _lstm(gi, h, c, h_proj):
