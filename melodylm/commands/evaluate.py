@@ -75,7 +75,7 @@ def _add_progressions_arguments(qsub) -> None:
     m.add_argument("--ckpt", required=True, help="chords -> melody seq2seq checkpoint or run folder")
     m.add_argument("--num", type=int, default=8, help="melodies per progression, one batch, one seed (default 8)")
     m.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every progression (default 0)")
-    m.add_argument("--top-p", type=float, default=gen.top_p, help=f"as in generate (default {gen.top_p:g}: off)")
+    m.add_argument("--top-p", type=float, default=gen.top_p, help=f"as in generate (default {gen.top_p:g})")
     m.add_argument("--temperature", type=float, default=gen.temperature,
                    help=f"as in generate (default {gen.temperature:g})")
     m.add_argument("--may-end-early", action="store_true", help="as in generate")

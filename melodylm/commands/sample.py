@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser, max_tokens: int = 512, min_notes: int = 16,
-                           bars_help: str = "stop after this many bars of new music") -> None:
+                           bars_help: str = "stop after this many bars of new music", top_p: float = 1.0) -> None:
     """The length, sampling and constraint flags of ``sample``, shared by every command that decodes."""
     g = parser.add_argument_group("length (whichever comes first, besides the model's own end token)")
     g.add_argument("--max-tokens", type=int, default=max_tokens, help=f"token budget per piece (default {max_tokens})")
@@ -28,7 +28,8 @@ def add_decoding_arguments(parser: argparse.ArgumentParser, max_tokens: int = 51
     g = parser.add_argument_group("sampling")
     g.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 is more conservative (default 1)")
     g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
-    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off); top-k and top-p never cut the end token")
+    g.add_argument("--top-p", type=float, default=top_p, help=f"nucleus sampling mass (1: off; default {top_p:g}); top-k "
+                   "and top-p never cut the end token")
     g.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages recently used tokens (1: off)")
     g.add_argument("--greedy", action="store_true", help="always take the most likely token")
     g.add_argument("--beam", type=int, default=0, metavar="SIZE", help="beam search with this beam size: the most likely continuations")
