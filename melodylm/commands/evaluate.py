@@ -52,8 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             m.add_argument("--votes", type=int, default=1,
                            help="sample this many harmonisations per melody and take each beat's most frequent "
                            "chord (default 1: greedy decoding)")
-            m.add_argument("--seed", type=int, default=0, help="sampling seed of --votes (default 0)")
-        if name == "chordtones":
+        if name in ("harmony", "chordtones"):  # what samples: --votes, chordtones
             m.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
             gen = chordtones.generate_defaults()
             m.add_argument("--top-p", type=float, default=gen.top_p, help=f"as in generate (default {gen.top_p:g})")

@@ -157,7 +157,7 @@ def run_harmony(args) -> dict:
             budget = max(2 * len(p.target) for p in chunk) + 64
             if votes > 1:  # the generated parts are read on the real tunes' beats
                 voted = gen.vote_harmonies([p.source.tolist() for p in chunk], [_beats(tok, p) for p in chunk],
-                                           votes, seed=args.seed + b, max_tokens=budget)
+                                           votes, seed=args.seed + b, top_p=args.top_p, max_tokens=budget)
                 generated.update((p.name, v) for p, v in zip(chunk, voted))
             else:
                 lm = gen.bind_many([p.source for p in chunk])
@@ -182,7 +182,8 @@ def run_harmony(args) -> dict:
             beats_seen[k][0].extend(guess)
             beats_seen[k][1].extend(real)
     out = {"pairs": len(pairs), "beats": int(tallies["seq2seq"][1]), "chord_beats": int(tallies["seq2seq"][3]),
-           "most_frequent_chord": most_frequent, "decoding": f"vote of {votes} samples" if votes > 1 else "greedy"}
+           "most_frequent_chord": most_frequent,
+           "decoding": f"vote of {votes} samples at top-p {args.top_p:g}" if votes > 1 else "greedy"}
     for k, (r, n, rc, nc) in tallies.items():
         if n:
             out[k] = {"accuracy": r / n, "accuracy_chord_beats": rc / nc if nc else float("nan"),
