@@ -122,14 +122,16 @@ class ConditionalGenerator:
         n = bars if bars is not None else self.bars(ids)
         return {"bars": n, "min_bars": None if may_end_early else n}
 
-    def vote_harmonies(self, melodies: list[list[int]], beats: list[int], votes: int, **settings) -> list[list[str]]:
+    def vote_harmonies(self, melodies: list[list[int]], beats: list[int], votes: int, may_end_early: bool = False,
+                       **settings) -> list[list[str]]:
         """For a melody -> chords model: per melody, ``votes`` sampled harmonisations (``MusicLM.sample``
-        keywords ``settings``; each spans its melody), read as chord labels on its ``beats`` quarter-note beats,
-        and their per-beat vote (:func:`~melodylm.data.chords.vote_labels`): one label list per melody."""
+        keywords ``settings``; each spans its melody unless ``may_end_early``), read as chord labels on its
+        ``beats`` quarter-note beats, and their per-beat vote (:func:`~melodylm.data.chords.vote_labels`): one
+        label list per melody."""
         if votes < 1:
             raise UserError(f"votes must be >= 1, got {votes}")
         rows = [m for m in melodies for _ in range(votes)]
-        spans = [self.span(m) for m in rows]
+        spans = [self.span(m, may_end_early=may_end_early) for m in rows]
         limits = {k: [sp[k] for sp in spans] for k in ("bars", "min_bars")}
         samples = self.bind_many(rows).sample(num=len(rows), **{**settings, **limits})
         labels = [beat_labels(self.tokenizer.decode([s.ids]), n) if s.ids else ["N"] * n

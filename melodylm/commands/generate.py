@@ -84,10 +84,12 @@ def _vote_main(args, gen, source: list[int]) -> int:
     at_least(args.votes, 1, "--votes")
     if gen.pairs.get("melody") != "source":
         raise UserError("--votes needs a melody -> chords checkpoint (it votes on chord labels)")
+    if args.bars is not None or args.beam:
+        raise UserError("--votes samples harmonisations that span the melody: it takes neither --bars nor --beam")
     melody = gen.tokenizer.decode([source])
     settings = {k: v for k, v in decoding_settings(args).items() if k != "num"}
     with torch.inference_mode():
-        labels = gen.vote_harmonies([source], [num_beats(melody)], args.votes, **settings)[0]
+        labels = gen.vote_harmonies([source], [num_beats(melody)], args.votes, args.may_end_early, **settings)[0]
     score = gen.combined_score(source, [])
     score.tracks[-1] = labels_to_track(labels, score.ticks_per_quarter, name=f"{gen.target_name} (generated)")
     out = output_folder(args.out)

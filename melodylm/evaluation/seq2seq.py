@@ -157,7 +157,8 @@ def run_harmony(args) -> dict:
             budget = max(2 * len(p.target) for p in chunk) + 64
             if votes > 1:  # the generated parts are read on the real tunes' beats
                 voted = gen.vote_harmonies([p.source.tolist() for p in chunk], [_beats(tok, p) for p in chunk],
-                                           votes, seed=args.seed + b, top_p=args.top_p, max_tokens=budget)
+                                           votes, args.may_end_early, seed=args.seed + b, top_p=args.top_p,
+                                           max_tokens=budget)
                 generated.update((p.name, v) for p, v in zip(chunk, voted))
             else:
                 lm = gen.bind_many([p.source for p in chunk])
