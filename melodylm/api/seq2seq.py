@@ -134,9 +134,12 @@ class ConditionalGenerator:
         spans = [self.span(m, may_end_early=may_end_early) for m in rows]
         limits = {k: [sp[k] for sp in spans] for k in ("bars", "min_bars")}
         samples = self.bind_many(rows).sample(num=len(rows), **{**settings, **limits})
-        labels = [beat_labels(self.tokenizer.decode([s.ids]), n) if s.ids else ["N"] * n
-                  for s, n in zip(samples, (n for n in beats for _ in range(votes)))]
+        labels = [self.chord_labels(s.ids, n) for s, n in zip(samples, (n for n in beats for _ in range(votes)))]
         return [vote_labels(labels[i * votes:(i + 1) * votes]) for i in range(len(melodies))]
+
+    def chord_labels(self, ids: list[int], beats: int) -> list[str]:
+        """A generated chord part's label on each of ``beats`` quarter-note beats (``N`` where nothing sounds)."""
+        return beat_labels(self.tokenizer.decode([_ints(ids)]), beats) if len(ids) else ["N"] * beats
 
     def combined_score(self, source_ids: list[int], target_ids: list[int]) -> Score:
         """One MIDI score: the condition as track 0, the generated part as track 1 (named after their sides)."""

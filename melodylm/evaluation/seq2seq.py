@@ -149,33 +149,30 @@ def run_harmony(args) -> dict:
     pairs = test_pairs(gen, args.cache_dir, args.root, split=args.split, limit=args.limit)
     tallies = {k: np.zeros(4, dtype=np.int64) for k in ("seq2seq", "tagger", "most_frequent")}
     beats_seen = {k: ([], []) for k in tallies}  # (predicted, real) labels of every test beat, for mir_eval
-    generated = {}
+    tunes = {}  # name -> (melody, real chords, quarter-note beats): the generated part is read on those beats
+    for p in pairs:
+        melody, chords = tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()])
+        tunes[p.name] = melody, chords, num_beats(melody, chords)
+    generated = {}  # name -> the seq2seq model's label per beat
     votes = at_least(getattr(args, "votes", 1), 1, "--votes")
     with progress_bar() as bar:  # greedy (or voted) chords for a batch of melodies per decoder call
         task = bar.add_task("harmonising test melodies", total=len(pairs))
         for b, chunk in enumerate(_batches(pairs, max(args.batch // votes, 1))):
             budget = max(2 * len(p.target) for p in chunk) + 64
-            if votes > 1:  # the generated parts are read on the real tunes' beats
-                voted = gen.vote_harmonies([p.source.tolist() for p in chunk], [_beats(tok, p) for p in chunk],
-                                           votes, args.may_end_early, seed=args.seed + b, top_p=args.top_p,
-                                           max_tokens=budget)
-                generated.update((p.name, v) for p, v in zip(chunk, voted))
+            beats = [tunes[p.name][2] for p in chunk]
+            if votes > 1:
+                labels = gen.vote_harmonies([p.source.tolist() for p in chunk], beats, votes, args.may_end_early,
+                                            seed=args.seed + b, top_p=args.top_p, max_tokens=budget)
             else:
-                lm = gen.bind_many([p.source for p in chunk])
-                for p, sample in zip(chunk, lm.sample(num=len(chunk), greedy=True, max_tokens=budget,
-                                                      **_limits(gen, chunk, args.may_end_early))):
-                    generated[p.name] = sample.ids
+                samples = gen.bind_many([p.source for p in chunk]).sample(
+                    num=len(chunk), greedy=True, max_tokens=budget, **_limits(gen, chunk, args.may_end_early))
+                labels = [gen.chord_labels(s.ids, n) for s, n in zip(samples, beats)]
+            generated.update((p.name, x) for p, x in zip(chunk, labels))
             bar.advance(task, len(chunk))
     for p in pairs:
-        melody, chords = tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()])
-        beats = _beats(tok, p)  # the generated part is read on the real tune's beats
+        melody, chords, beats = tunes[p.name]
         real = beat_labels(chords, beats)
-        ids = generated[p.name]
-        if votes > 1:
-            pred = ids
-        else:
-            pred = beat_labels(tok.decode([ids]), beats) if ids else ["N"] * beats
-        guesses = {"seq2seq": pred, "most_frequent": [most_frequent] * beats}
+        guesses = {"seq2seq": generated[p.name], "most_frequent": [most_frequent] * beats}
         if tagger is not None:
             guesses["tagger"] = tagger.label_beats(melody, beats)
         for k, guess in guesses.items():
@@ -259,11 +256,6 @@ def run_chordtones(args) -> dict:
                       "sounding_chord_tone_share": sounding_hit / sounding_n if sounding_n else None,
                       "strong_beats_counted": int(sounding_n)}
     return out
-
-
-def _beats(tok, p: Pair) -> int:
-    """The quarter-note beats of a pair's tune (its melody and its real chords)."""
-    return num_beats(tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()]))
 
 
 def _limits(gen: ConditionalGenerator, chunk: list[Pair], may_end_early: bool) -> dict:
