@@ -12,13 +12,8 @@ import torch
 from melodylm.api.lm import MusicLM
 from melodylm.data.store import save_split
 from melodylm.data.tokenizer import build_tokenizer, tokenizer_to_json
-from melodylm.evaluation.bench_melody import (
-    PitchTokens,
-    corpus_pieces,
-    fold_of,
-    lm_nll,
-    transposed_copies,
-)
+from melodylm.evaluation.bench_melody import PitchTokens, lm_nll
+from melodylm.evaluation.melody_folds import corpus_pieces, fold_of, transposed_copies
 from melodylm.evaluation.ngram import KneserNey
 from melodylm.models.components.rnn_lm import RecurrentLM
 

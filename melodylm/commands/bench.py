@@ -23,7 +23,7 @@ import yaml
 from melodylm.checkpoint import load
 from melodylm.commands.args import existing_input, output_folder
 from melodylm.errors import UserError
-from melodylm.evaluation import bench_melody, bench_pianoroll, bench_polyphonic, bench_transcription
+from melodylm.evaluation import bench_melody, bench_pianoroll, bench_polyphonic, bench_transcription, melody_folds
 
 log = logging.getLogger("melodylm")
 
@@ -68,7 +68,7 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     if args.bench == "melody":
-        bench_melody.main(args)
+        (melody_folds if args.folds is not None else bench_melody).main(args)
     elif args.bench == "transcription":
         torch.set_num_threads(1)
         (bench_polyphonic if args.polyphonic else bench_transcription).run(args)

@@ -4,7 +4,7 @@ Two modes. With ``--ckpt``: score one split of a prepared folder (the
 Nottingham benchmark). With ``--folds K --config PRESET``: K-fold
 cross-validation over every piece of the folder (the Bach chorale benchmark of
 Pearce 2005): each fold is scored by an LSTM trained on the other folds and by
-n-grams fitted on the same folds (:func:`cross_validate`).
+n-grams fitted on the same folds (:mod:`melodylm.evaluation.melody_folds`).
 
 Units. Every piece is ``[BOS] piece [EOS]``. *NLL per note* is the summed NLL
 of all its tokens (bar, time signature, position, pitch, duration, EOS) over
@@ -25,18 +25,16 @@ transposed training copies.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from melodylm.checkpoint import load
-from melodylm.data.store import Pieces, save_split
+from melodylm.data.store import Pieces
 from melodylm.data.tokenizer import SpecialIds, fingerprint, load_tokenizer, note_counts
 from melodylm.errors import UserError
 from melodylm.evaluation.ngram import KneserNey
@@ -184,15 +182,11 @@ def add_arguments(m) -> None:
 
 
 def main(args) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.folds is not None:
-        if args.config is None or args.out is None:
-            raise UserError("--folds needs --config (the LM preset) and --out (a folder)")
-        return cross_validate(args.data, args.config, args.out, folds=args.folds, max_minutes=args.max_minutes,
-                              run_folds=args.run_folds)
+    """The one-split mode (``--ckpt``); ``--folds`` is :func:`melodylm.evaluation.melody_folds.main`'s."""
     if args.ckpt is None:
         raise UserError("give --ckpt (score one split) or --folds K --config PRESET (cross-validate)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return run(args.ckpt, args.data, args.out, split=args.split)
 
 
@@ -256,7 +250,7 @@ def _pitch_rows(data: Path, seqs: dict, pitches: PitchTokens, notes: int, split:
     """Kneser-Ney over pitches, fitted on the training split (with its transposed copies, and on its original
     pieces alone where ``manifest.jsonl`` says which those are), the setting chosen on the validation split."""
     train_all = [pitches.sequence(s) for s in seqs["train"]]
-    originals = _original_rows(data, "train")
+    originals = original_rows(data, "train")
     train = [train_all[i] for i in originals] if originals is not None else None
     val = [pitches.sequence(s) for s in seqs["val"]]
     test = [pitches.sequence(s) for s in seqs[split]]
@@ -270,7 +264,7 @@ def _pitch_rows(data: Path, seqs: dict, pitches: PitchTokens, notes: int, split:
     return [row]
 
 
-def _original_rows(data: Path, split: str) -> list[int] | None:
+def original_rows(data: Path, split: str) -> list[int] | None:
     """Indices of the untransposed pieces among ``split``'s pieces (from ``manifest.jsonl``), or None."""
     path = Path(data) / "manifest.jsonl"
     if not path.is_file():
@@ -282,168 +276,3 @@ def _original_rows(data: Path, split: str) -> list[int] | None:
             rows.append(at)
             at += 1 + int(rec.get("transposed_copies", 0))
     return rows
-
-
-# --- K-fold cross-validation (--folds) ------------------------------------------------
-
-
-def corpus_pieces(data: Path, pitches: PitchTokens) -> tuple[list[np.ndarray], dict]:
-    """Every untransposed piece of every split of ``data`` (train, val, test, each in manifest order), with a
-    melody that occurs twice kept once: same tokens, or the same pitch intervals (the same tune in another key
-    or rhythm). Returns the pieces and how many each step kept."""
-    pieces = []
-    for split in ("train", "val", "test"):
-        stored = Pieces(data, split)
-        rows = _original_rows(data, split)
-        pieces += [stored[i] for i in (rows if rows is not None else range(len(stored)))]
-    seen_tokens, seen_intervals, kept = set(), set(), []
-    same_tokens = same_intervals = 0
-    for p in pieces:
-        key = p.astype(np.int32).tobytes()
-        intervals = np.diff(pitches.sequence(p)).astype(np.int32).tobytes()
-        if key in seen_tokens:
-            same_tokens += 1
-        elif intervals in seen_intervals:
-            same_intervals += 1
-        else:
-            kept.append(p)
-        seen_tokens.add(key)
-        seen_intervals.add(intervals)
-    return kept, {"pieces": len(pieces), "duplicate_tokens": same_tokens, "duplicate_intervals": same_intervals,
-                  "used": len(kept), "notes": int(sum(pitches.mask(p).sum() for p in kept))}
-
-
-def fold_of(pieces: list[np.ndarray], folds: int) -> np.ndarray:
-    """The fold of every piece: pieces sorted by the SHA-256 of their tokens, dealt out in turn, so fold
-    sizes differ by at most one and a piece's fold depends on the corpus, never on the input order."""
-    keys = [hashlib.sha256(np.asarray(p, dtype=np.int32).tobytes()).hexdigest() for p in pieces]
-    order = sorted(range(len(pieces)), key=keys.__getitem__)
-    fold = np.empty(len(pieces), dtype=np.int64)
-    fold[order] = np.arange(len(pieces)) % folds
-    return fold
-
-
-def transposed_copies(pieces: list[np.ndarray], pitches: PitchTokens, low: int, high: int) -> list[np.ndarray]:
-    """Every piece moved by every shift in ``low .. high`` semitones (0 included) that keeps it in range."""
-    moved = (pitches.transpose(p, shift) for p in pieces for shift in range(low, high + 1))
-    return [m for m in moved if m is not None]
-
-
-def cross_validate(data: str | Path, config: str | Path, out: str | Path, folds: int = 10,
-                   max_minutes: float | None = None, run_folds: str | int | None = None) -> dict:
-    """K-fold bits per pitch of the LSTM preset ``config`` and of Kneser-Ney n-grams; writes ``out/folds.json``.
-
-    Fold ``k`` is the test fold and fold ``k + 1`` the inner validation fold (early stopping, the n-gram's
-    order); the LSTM trains on the other ``K - 2`` folds with the transposed copies ``prepare --transpose``
-    asked for, the n-grams are fitted on the same pieces (and refitted on ``K - 1`` folds with the chosen
-    setting). ``out/fold-k/`` keeps each fold's data folder, checkpoints, CSV log and ``result.json``;
-    ``folds.json`` sums up every fold result there of the same run (so several processes can share ``out``).
-    """
-    data, out = Path(data), Path(out)
-    if not (data / "prepare.json").is_file():
-        raise UserError(f"{data} is not a prepared data folder; run `melodylm prepare` first")
-    if not Path(config).is_file():
-        raise UserError(f"config {config} does not exist")
-    tokenizer = load_tokenizer(data / "tokenizer.json")
-    pitches = PitchTokens(tokenizer)
-    pieces, counts = corpus_pieces(data, pitches)
-    if not 3 <= folds <= len(pieces):
-        raise UserError(f"--folds must be between 3 and the number of pieces ({len(pieces)}), got {folds}")
-    settings = json.loads((data / "prepare.json").read_text())["settings"]
-    low, high = settings.get("transpose", (0, 0))
-    fold = fold_of(pieces, folds)
-    run = {"data": str(data), "config": str(config), "folds": folds, "max_minutes": max_minutes}
-    results = {**run, "corpus": counts, "transpose": [low, high], "threads": torch.get_num_threads(), "summary": {}}
-    first, _, last = str(run_folds or folds).partition("-")
-    log.info("%d pieces (%d notes) from %s in %d folds: %d duplicates by tokens, %d by pitch intervals dropped",
-             counts["used"], counts["notes"], data, folds, counts["duplicate_tokens"], counts["duplicate_intervals"])
-    for k in range(int(first), min(int(last) + 1, folds)) if last else range(min(int(first), folds)):
-        part = {name: [p for p, f in zip(pieces, fold) if test(f)] for name, test in (
-            ("test", lambda f: f == k), ("val", lambda f: f == (k + 1) % folds),
-            ("train", lambda f: f not in (k, (k + 1) % folds)))}
-        started = time.monotonic()
-        record = {"fold": k, "run": run, "pieces": {n: len(p) for n, p in part.items()}}
-        record.update(_ngram_fold(part, pitches, low, high))
-        lm, record["lstm_training"] = _train_fold(config, out / f"fold-{k}", data, settings, part,
-                                                  transposed_copies(part["train"], pitches, low, high), max_minutes)
-        for split in ("val", "test"):
-            total, pitch = lm_nll(lm, part[split], pitches, label=f"fold {k}: scoring {split}")
-            notes = int(sum(pitches.mask(p).sum() for p in part[split]))
-            record[f"{split}_notes"] = notes
-            record[f"lstm_{split}_bits_pitch"] = float(pitch.sum()) / notes / math.log(2)
-            record[f"lstm_{split}_bits_note"] = float(total.sum()) / notes / math.log(2)
-        record["minutes"] = round((time.monotonic() - started) / 60, 2)
-        (out / f"fold-{k}" / "result.json").write_text(json.dumps(record, indent=2) + "\n")
-        log.info("fold %d: LSTM %.3f bits/pitch, Kneser-Ney %.3f (order %d); %.1f min", k,
-                 record["lstm_test_bits_pitch"], record["kn_test_bits_pitch"], record["kn_order"], record["minutes"])
-        done = (json.loads(p.read_text()) for p in out.glob("fold-*/result.json"))
-        results["per_fold"] = sorted((r for r in done if r.get("run") == run), key=lambda r: r["fold"])
-        results["summary"] = _summary(results["per_fold"])
-        (out / "folds.json").write_text(json.dumps(results, indent=2) + "\n")
-    for name, s in results["summary"].items():
-        log.info("%-34s %.3f ± %.3f over %d folds (pooled %.3f)", name, s["mean"], s["std"], s["folds"], s["pooled"])
-    log.info("wrote %s", out / "folds.json")
-    return results
-
-
-def _ngram_fold(part: dict, pitches: PitchTokens, low: int, high: int) -> dict:
-    seq = lambda ps: [pitches.sequence(p) for p in ps]  # noqa: E731
-    best, grid = fit_kneser_ney(seq(part["train"]), seq(part["val"]), len(pitches),
-                                seq(transposed_copies(part["train"], pitches, low, high)))
-    test = seq(part["test"])
-    notes = sum(len(s) for s in test)
-    nine = part["train"] + part["val"]
-    refit = KneserNey(seq(transposed_copies(nine, pitches, low, high) if best["transposed"] else nine),
-                      len(pitches), best["order"])
-    return {"kn_order": best["order"], "kn_transposed": best["transposed"], "kn_val_bits_pitch": grid,
-            "kn_test_bits_pitch": best["model"].nll(test, best["order"]) / notes / math.log(2),
-            "kn_refit_test_bits_pitch": refit.nll(test, best["order"]) / notes / math.log(2)}
-
-
-def _train_fold(config, folder: Path, data: Path, settings: dict, part: dict, train: list[np.ndarray],
-                max_minutes: float | None):
-    """Write the fold's data folder, train the preset on it, load its best checkpoint (by val/nll_token)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from melodylm.commands.train import cli
-
-    fold_data = folder / "data"
-    for split, ps in (("train", train), ("val", part["val"]), ("test", part["test"])):
-        save_split(fold_data, split, [np.asarray(p, dtype=np.int32) for p in ps])
-    (fold_data / "tokenizer.json").write_text((data / "tokenizer.json").read_text())
-    (fold_data / "prepare.json").write_text(json.dumps({"source": str(data), "settings": settings,
-                                                        "pieces": {"train": len(train), **{
-                                                            s: len(part[s]) for s in ("val", "test")}}}))
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(folder)}}
-    overrides = ["--config", str(config), "--data.init_args.data_dir", str(fold_data),
-                 "--trainer.default_root_dir", str(folder), "--trainer.enable_progress_bar", "false",
-                 "--trainer.logger", json.dumps(logger)]
-    if max_minutes is not None:
-        s = max(int(max_minutes * 60), 1)
-        overrides += ["--trainer.max_time", f"00:{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"]
-    started = time.monotonic()
-    run = cli(overrides, run=False)
-    best = next((c for c in run.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)
-                 and c.monitor == "val/nll_token"), None)
-    if best is None:
-        raise UserError(f"{config} has no ModelCheckpoint monitoring val/nll_token: each fold tests its best epoch")
-    best.dirpath = str(folder / "checkpoints")
-    run.trainer.fit(run.model, run.datamodule)
-    if not best.best_model_path:
-        raise UserError(f"training stopped before the first validation: raise --max-minutes (was {max_minutes})")
-    info = {"epochs": run.trainer.current_epoch, "steps": run.trainer.global_step,
-            "best_val_nll_token": float(best.best_model_score), "checkpoint": best.best_model_path,
-            "minutes": round((time.monotonic() - started) / 60, 2)}
-    return load(best.best_model_path, kinds=("language_model",)), info
-
-
-def _summary(per_fold: list[dict]) -> dict:
-    """Mean, sample standard deviation over folds and the pooled figure (all folds' NLL over all notes)."""
-    out = {}
-    for name, key in (("LSTM", "lstm_test_bits_pitch"), ("Kneser-Ney (same training folds)", "kn_test_bits_pitch"),
-                      ("Kneser-Ney (refitted on K-1 folds)", "kn_refit_test_bits_pitch"),
-                      ("LSTM, all tokens (bits/note)", "lstm_test_bits_note")):  # bits per pitch but the last
-        values = np.array([f[key] for f in per_fold])
-        notes = np.array([f["test_notes"] for f in per_fold])
-        out[name] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                     "pooled": float((values * notes).sum() / notes.sum()), "folds": len(values)}
-    return out
