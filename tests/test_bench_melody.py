@@ -12,7 +12,7 @@ import torch
 from melodylm.api.lm import MusicLM
 from melodylm.data.store import save_split
 from melodylm.data.tokenizer import build_tokenizer, tokenizer_to_json
-from melodylm.evaluation.bench_melody import PitchTokens, lm_nll
+from melodylm.evaluation.bench_melody import ADAPT_LRS, PitchTokens, choose_adapt_lr, lm_nll
 from melodylm.evaluation.melody_folds import corpus_pieces, fold_of, transposed_copies
 from melodylm.evaluation.ngram import KneserNey
 from melodylm.models.components.rnn_lm import RecurrentLM
@@ -95,6 +95,16 @@ def test_lm_bits_per_pitch_is_the_sum_of_pitch_token_logprobs(tokenizer):
         assert len(lp) == len(piece) + 1
         assert t == pytest.approx(-lp.sum(), rel=1e-5)
         assert p == pytest.approx(-sum(x for x, i in zip(lp, piece) if names[int(i)].startswith("Pitch_")), rel=1e-5)
+    # dynamic evaluation: each piece adapted on its own, from the same weights
+    total, pitch = lm_nll(lm, pieces, PitchTokens(tokenizer), batch=2, adapt_lr=0.3)
+    for piece, t in zip(pieces, total):
+        assert t == pytest.approx(-lm.decoder.adapted_logprobs(piece.tolist(), 0.3).double().sum().item(), rel=1e-5)
+    chosen = choose_adapt_lr(lm, pieces, PitchTokens(tokenizer))
+    assert set(chosen["val_bits_pitch"]) == set(ADAPT_LRS) and chosen["lr"] == min(chosen["val_bits_pitch"],
+                                                                                  key=chosen["val_bits_pitch"].get)
+    notes = sum(int(PitchTokens(tokenizer).mask(p).sum()) for p in pieces)
+    assert chosen["val_bits_pitch"][0.0] == pytest.approx(float(lm_nll(lm, pieces, PitchTokens(tokenizer))[1].sum())
+                                                          / notes / math.log(2))
 
 
 def test_folds_are_a_deterministic_partition():
@@ -125,7 +135,7 @@ def test_corpus_pieces_pool_the_splits_and_drop_repeated_melodies(tmp_path, toke
 def test_cross_validation_runs_one_fold(tmp_path, prepared):
     out = tmp_path / "cv"
     run_cli("bench", "melody", "--folds", "3", "--run-folds", "1", "--config", str(REPO / "configs" / "debug.yaml"),
-            "--data", str(prepared), "--out", str(out), "--threads", "1", cwd=tmp_path)
+            "--data", str(prepared), "--out", str(out), "--threads", "1", "--adapt", cwd=tmp_path)
     results = json.loads((out / "folds.json").read_text())
     (fold,) = results["per_fold"]
     assert sum(fold["pieces"].values()) == results["corpus"]["used"]
@@ -133,4 +143,7 @@ def test_cross_validation_runs_one_fold(tmp_path, prepared):
     assert 0 < fold["kn_test_bits_pitch"] < math.log2(88)
     assert fold["lstm_test_bits_note"] > fold["lstm_test_bits_pitch"] > 0
     assert results["summary"]["LSTM"]["folds"] == 1
+    assert fold["adapt_lr"] in ADAPT_LRS and math.isfinite(fold["lstm_adapt_test_bits_pitch"])
+    assert fold["adapt_val_bits_pitch"]["0.0"] == pytest.approx(fold["lstm_val_bits_pitch"], rel=1e-6)  # no step
+    assert results["summary"]["LSTM, dynamic evaluation"]["folds"] == 1
     assert json.loads((out / "fold-0" / "result.json").read_text()) == fold  # what another process's summary reads

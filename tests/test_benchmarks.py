@@ -336,3 +336,8 @@ def test_bench_melody_beats_its_unigram(tmp_path, prepared, trained):
     # The debug preset trains for 8 steps: its LSTM (5.4 nats/token measured) is not yet better than the unigram
     # (3.3) or the bigram (1.8), but it has left the uniform distribution over the vocabulary (6.4) well behind.
     assert rows["LSTM LM"]["nll_token"] < math.log(len(lm.tokenizer)) - 0.5
+    # --adapt adds dynamic evaluation, its step size chosen on the validation split; the other rows stay
+    run_cli("bench", "melody", "--ckpt", str(trained), "--data", str(prepared), "--out", str(out), "--adapt")
+    again = json.loads(out.read_text())["rows"]
+    assert again[:3] == results["rows"] and again[3]["model"].startswith("LSTM LM, dynamic evaluation")
+    assert again[3]["adapt_lr"] in (0.0, 0.03, 0.1, 0.2, 0.3) and again[3]["bits_pitch"] > 0

@@ -257,3 +257,53 @@ def test_min_bars_bans_the_end_token_until_that_bar_per_row():
     assert best.ids.count(bar) == 4
     with pytest.raises(ValueError, match="min_bars"):
         lm.decoder.sample(2, StopAt(30, min_bars=[0, 2]), [])
+
+
+# --- dynamic evaluation ------------------------------------------------------
+
+
+def _clock_decoder():
+    torch.manual_seed(3)
+    model = RecurrentLM(12, embedding_dim=8, hidden_size=16, num_layers=1, cell="lstm", dropout=0.0, bar_clock=4)
+    model.set_bar_tokens([5])
+    return Decoder(model, bos=1, eos=2, pad=0)
+
+
+@pytest.mark.parametrize("make", ["plain", "clock"])
+def test_adapted_scoring_predicts_before_it_learns_and_restores_the_weights(decoder, make):
+    dec = decoder if make == "plain" else _clock_decoder()
+    seq = [3, 4, 5, 6, 7, 5, 8, 9, 10, 11, 5, 3]  # 12 tokens + EOS: chunks of 5, 5, 3
+    before = {k: v.clone() for k, v in dec.model.state_dict().items()}
+    static = dec.token_logprobs([seq])[0]
+    torch.testing.assert_close(dec.adapted_logprobs(seq, lr=0.0, chunk=5), static)
+    adapted = dec.adapted_logprobs(seq, lr=0.5, chunk=5)
+    for k, v in dec.model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # every piece starts from the trained weights
+    torch.testing.assert_close(adapted[:5], static[:5])  # the first chunk is scored before any step
+    # The second chunk by hand: one SGD step on the first chunk's mean NLL, the state carried from before it.
+    ids = torch.tensor([[1, *seq, 2]])
+    manual = RecurrentLM(**dec.model.config)
+    manual.load_state_dict(dec.model.state_dict())
+    manual.eval()
+    logits, state = manual(ids[:, :5])
+    loss = -logits.log_softmax(-1).gather(-1, ids[:, 1:6, None]).mean()
+    grads = torch.autograd.grad(loss, list(manual.parameters()))
+    with torch.no_grad():
+        for p, g in zip(manual.parameters(), grads):
+            p -= 0.5 * g
+        logits, _ = manual(ids[:, 5:10], tuple(s.detach() for s in state))
+    expected = logits.log_softmax(-1).gather(-1, ids[:, 6:11, None])[0, :, 0]
+    torch.testing.assert_close(adapted[5:10], expected)
+    with pytest.raises(ValueError):
+        dec.adapted_logprobs(seq, lr=-1.0)
+
+
+def test_adapting_learns_a_piece_that_repeats_itself(decoder):
+    """A motif of 8 random tokens, eight times: the static model pays for every repeat alike; learning the piece
+    as it goes makes the later repeats cheaper (the gain IDyOM's short-term model is for)."""
+    motif = torch.randint(3, 12, (8,), generator=torch.Generator().manual_seed(5)).tolist()
+    seq = motif * 8
+    static = decoder.token_logprobs([seq])[0][:-1].view(8, 8).sum(1)
+    adapted = decoder.adapted_logprobs(seq, lr=0.5, chunk=8)[:-1].view(8, 8).sum(1)
+    torch.testing.assert_close(adapted[0], static[0])
+    assert (adapted[4:] > static[4:] + 1.0).all()  # > 1 nat gained on every later repeat

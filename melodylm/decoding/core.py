@@ -125,6 +125,38 @@ class Decoder:
         logp = logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         return [logp[i, len(head) - 1 : len(head) + len(s)].clone() for i, s in enumerate(sequences)]
 
+    def adapted_logprobs(self, sequence: list[int], lr: float, chunk: int = 16) -> torch.Tensor:
+        """:meth:`token_logprobs` of one sequence while the model learns it as it goes (dynamic evaluation).
+
+        The tokens ``[*sequence, EOS]`` are read in chunks of ``chunk`` with the state carried; each chunk
+        is scored first, then one SGD step of ``lr`` on its mean NLL updates the weights the next chunks
+        are scored with, so every probability is still a prediction from the tokens before it. The weights
+        are restored afterwards: each sequence starts from the trained model, as IDyOM's short-term model
+        starts empty for every piece. ``lr=0`` gives :meth:`token_logprobs` exactly.
+        """
+        if lr < 0 or chunk < 1:
+            raise ValueError(f"dynamic evaluation needs lr >= 0 and chunk >= 1, got {lr} and {chunk}")
+        ids = torch.tensor([[self.bos, *sequence, self.eos]], dtype=torch.long, device=self.device)
+        saved = {k: v.clone() for k, v in self.model.state_dict().items()}
+        optimizer = torch.optim.SGD(self.model.parameters(), lr=lr)
+        state, out = None, []
+        try:
+            with torch.enable_grad():
+                for start in range(0, ids.size(1) - 1, chunk):
+                    logits, state = self.model(ids[:, start : start + chunk], state)
+                    y = ids[:, start + 1 : start + chunk + 1]
+                    logp = logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)[0]
+                    out.append(logp.detach())
+                    if lr > 0:
+                        optimizer.zero_grad(set_to_none=True)
+                        (-logp.mean()).backward()
+                        optimizer.step()
+                    state = map_state(lambda t: t.detach(), state)
+        finally:
+            self.model.load_state_dict(saved)
+            self.model.zero_grad(set_to_none=True)
+        return torch.cat(out)
+
     # --- generation ------------------------------------------------------------
 
     def _prime(self, primer: list[int], batch: int):

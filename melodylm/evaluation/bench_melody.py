@@ -45,6 +45,8 @@ log = logging.getLogger("melodylm")
 ALPHAS = (0.01, 0.1, 0.5, 1.0)
 WEIGHTS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)  # bigram share of the interpolation
 ORDERS = (1, 2, 3, 4, 5, 6)  # Kneser-Ney orders tried on the validation pieces
+ADAPT_LRS = (0.0, 0.03, 0.1, 0.2, 0.3)  # dynamic evaluation's SGD step sizes tried on the validation pieces
+ADAPT_CHUNK = 16  # tokens per step (Bach fold 0, inner validation: 8 and 32 were worse at every lr)
 
 
 def framed(pieces: Pieces, special: SpecialIds) -> list[np.ndarray]:
@@ -124,21 +126,33 @@ class PitchTokens:
 
 
 def lm_nll(lm, pieces: list[np.ndarray], pitches: PitchTokens | None, batch: int = 16,
-           label: str = "scoring") -> tuple[np.ndarray, np.ndarray | None]:
+           label: str = "scoring", adapt_lr: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
     """Per piece (no BOS/EOS in ``pieces``): the LM's summed NLL (nats) of all its tokens, EOS included, and
-    of its ``Pitch_*`` tokens alone (None without ``pitches``); arrays of ``len(pieces)``."""
+    of its ``Pitch_*`` tokens alone (None without ``pitches``); arrays of ``len(pieces)``. With ``adapt_lr``
+    the LM learns each piece as it reads it (dynamic evaluation, :meth:`Decoder.adapted_logprobs`)."""
     total, pitch = np.zeros(len(pieces)), np.zeros(len(pieces))
     with progress_bar() as bar, torch.no_grad():
         task = bar.add_task(label, total=len(pieces))
         for start in range(0, len(pieces), batch):
             chunk = [np.asarray(p).tolist() for p in pieces[start : start + batch]]
-            for j, (ids, lp) in enumerate(zip(chunk, lm.decoder.token_logprobs(chunk))):
+            scored = ([lm.decoder.adapted_logprobs(ids, adapt_lr, ADAPT_CHUNK) for ids in chunk] if adapt_lr
+                      else lm.decoder.token_logprobs(chunk))
+            for j, (ids, lp) in enumerate(zip(chunk, scored)):
                 lp = lp.double().numpy()
                 total[start + j] = -lp.sum()
                 if pitches is not None:
                     pitch[start + j] = -lp[:-1][pitches.mask(ids)].sum()  # the last value is EOS
             bar.advance(task, len(chunk))
     return total, pitch if pitches is not None else None
+
+
+def choose_adapt_lr(lm, val: list[np.ndarray], pitches: PitchTokens, label: str = "dynamic evaluation") -> dict:
+    """Bits per pitch of ``val`` for every learning rate of :data:`ADAPT_LRS` (0: the trained weights as they
+    are); returns ``{"lr": best, "val_bits_pitch": {lr: bits}}``."""
+    notes = int(sum(pitches.mask(p).sum() for p in val))
+    grid = {lr: float(lm_nll(lm, val, pitches, label=f"{label}, lr {lr:g}", adapt_lr=lr)[1].sum()) / notes
+            / math.log(2) for lr in ADAPT_LRS}
+    return {"lr": min(grid, key=grid.get), "val_bits_pitch": grid}
 
 
 def fit_kneser_ney(train: list[np.ndarray], val: list[np.ndarray], vocab: int,
@@ -179,6 +193,9 @@ def add_arguments(m) -> None:
     m.add_argument("--run-folds", default=None, help="with --folds: only the first N folds, or folds A-B; runs with "
                    "one --out share it (folds.json sums up every fold of the same data, preset, K and cap)")
     m.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    m.add_argument("--adapt", action="store_true", help="also score with dynamic evaluation: the LSTM takes an SGD "
+                   "step on each 16 tokens of a piece after predicting them, as IDyOM's short-term model learns "
+                   "the piece it reads (the step size is chosen on the validation pieces)")
 
 
 def main(args) -> dict:
@@ -187,7 +204,7 @@ def main(args) -> dict:
         raise UserError("give --ckpt (score one split) or --folds K --config PRESET (cross-validate)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    return run(args.ckpt, args.data, args.out, split=args.split)
+    return run(args.ckpt, args.data, args.out, split=args.split, adapt=args.adapt)
 
 
 def _row(name: str, nll: float, tokens: int, notes: int, pitch_nll: float | None = None, **extra) -> dict:
@@ -197,8 +214,10 @@ def _row(name: str, nll: float, tokens: int, notes: int, pitch_nll: float | None
     return {**row, **extra}
 
 
-def run(ckpt: str | Path, data: str | Path, out: str | Path | None = None, split: str = "test") -> dict:
-    """Score ``split`` of the prepared folder ``data`` with the LM and the baselines; write ``out`` (JSON)."""
+def run(ckpt: str | Path, data: str | Path, out: str | Path | None = None, split: str = "test",
+        adapt: bool = False) -> dict:
+    """Score ``split`` of the prepared folder ``data`` with the LM and the baselines (with ``adapt``, also with
+    dynamic evaluation, its step size chosen on the validation split); write ``out`` (JSON)."""
     data = Path(data)
     if not (data / "tokenizer.json").is_file():
         raise UserError(f"{data} is not a prepared data folder (no tokenizer.json); run `melodylm prepare` first")
@@ -231,6 +250,12 @@ def run(ckpt: str | Path, data: str | Path, out: str | Path | None = None, split
         _row(f"LSTM LM ({Path(ckpt).name})", float(lm_total.sum()), tokens, notes,
              None if lm_pitch is None else float(lm_pitch.sum())),
     ]
+    if adapt and pitches:
+        chosen = choose_adapt_lr(lm, [s[1:-1] for s in seqs["val"]], pitches)
+        total, pitch = lm_nll(lm, [s[1:-1] for s in test], pitches, label=f"scoring {split}, adapting",
+                              adapt_lr=chosen["lr"])
+        rows.append(_row(f"LSTM LM, dynamic evaluation (lr {chosen['lr']:g})", float(total.sum()), tokens, notes,
+                         float(pitch.sum()), adapt_lr=chosen["lr"], adapt_val_bits_pitch=chosen["val_bits_pitch"]))
     results = {"data": str(data), "split": split, "pieces": len(test), "tokens": tokens, "notes": notes,
                "checkpoint": str(ckpt), "rows": rows}
     for r in rows:

@@ -24,7 +24,7 @@ from melodylm.checkpoint import load
 from melodylm.data.store import Pieces, save_split
 from melodylm.data.tokenizer import load_tokenizer
 from melodylm.errors import UserError
-from melodylm.evaluation.bench_melody import PitchTokens, fit_kneser_ney, lm_nll, original_rows
+from melodylm.evaluation.bench_melody import PitchTokens, choose_adapt_lr, fit_kneser_ney, lm_nll, original_rows
 from melodylm.evaluation.ngram import KneserNey
 
 log = logging.getLogger("melodylm")
@@ -37,7 +37,7 @@ def main(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     return cross_validate(args.data, args.config, args.out, folds=args.folds, max_minutes=args.max_minutes,
-                          run_folds=args.run_folds)
+                          run_folds=args.run_folds, adapt=args.adapt)
 
 
 def corpus_pieces(data: Path, pitches: PitchTokens) -> tuple[list[np.ndarray], dict]:
@@ -83,13 +83,14 @@ def transposed_copies(pieces: list[np.ndarray], pitches: PitchTokens, low: int, 
 
 
 def cross_validate(data: str | Path, config: str | Path, out: str | Path, folds: int = 10,
-                   max_minutes: float | None = None, run_folds: str | int | None = None) -> dict:
+                   max_minutes: float | None = None, run_folds: str | int | None = None, adapt: bool = False) -> dict:
     """K-fold bits per pitch of the LSTM preset ``config`` and of Kneser-Ney n-grams; writes ``out/folds.json``.
 
     Fold ``k`` is the test fold and fold ``k + 1`` the inner validation fold (early stopping, the n-gram's
     order); the LSTM trains on the other ``K - 2`` folds with the transposed copies ``prepare --transpose``
     asked for, the n-grams are fitted on the same pieces (and refitted on ``K - 1`` folds with the chosen
-    setting). ``out/fold-k/`` keeps each fold's data folder, checkpoints, CSV log and ``result.json``;
+    setting). With ``adapt`` the LSTM is also scored with dynamic evaluation, its step size chosen on the
+    inner validation fold. ``out/fold-k/`` keeps each fold's data folder, checkpoints, CSV log and ``result.json``;
     ``folds.json`` sums up every fold result there of the same run (so several processes can share ``out``).
     """
     data, out = Path(data), Path(out)
@@ -105,7 +106,7 @@ def cross_validate(data: str | Path, config: str | Path, out: str | Path, folds:
     settings = json.loads((data / "prepare.json").read_text())["settings"]
     low, high = settings.get("transpose", (0, 0))
     fold = fold_of(pieces, folds)
-    run = {"data": str(data), "config": str(config), "folds": folds, "max_minutes": max_minutes}
+    run = {"data": str(data), "config": str(config), "folds": folds, "max_minutes": max_minutes, "adapt": adapt}
     results = {**run, "corpus": counts, "transpose": [low, high], "threads": torch.get_num_threads(), "summary": {}}
     first, _, last = str(run_folds or folds).partition("-")
     log.info("%d pieces (%d notes) from %s in %d folds: %d duplicates by tokens, %d by pitch intervals dropped",
@@ -125,6 +126,12 @@ def cross_validate(data: str | Path, config: str | Path, out: str | Path, folds:
             record[f"{split}_notes"] = notes
             record[f"lstm_{split}_bits_pitch"] = float(pitch.sum()) / notes / math.log(2)
             record[f"lstm_{split}_bits_note"] = float(total.sum()) / notes / math.log(2)
+        if adapt:
+            chosen = choose_adapt_lr(lm, part["val"], pitches, label=f"fold {k}: dynamic evaluation")
+            _, pitch = lm_nll(lm, part["test"], pitches, label=f"fold {k}: scoring test, adapting",
+                              adapt_lr=chosen["lr"])
+            record.update(adapt_lr=chosen["lr"], adapt_val_bits_pitch=chosen["val_bits_pitch"],
+                          lstm_adapt_test_bits_pitch=float(pitch.sum()) / record["test_notes"] / math.log(2))
         record["minutes"] = round((time.monotonic() - started) / 60, 2)
         (out / f"fold-{k}" / "result.json").write_text(json.dumps(record, indent=2) + "\n")
         log.info("fold %d: LSTM %.3f bits/pitch, Kneser-Ney %.3f (order %d); %.1f min", k,
@@ -194,7 +201,10 @@ def _summary(per_fold: list[dict]) -> dict:
     out = {}
     for name, key in (("LSTM", "lstm_test_bits_pitch"), ("Kneser-Ney (same training folds)", "kn_test_bits_pitch"),
                       ("Kneser-Ney (refitted on K-1 folds)", "kn_refit_test_bits_pitch"),
-                      ("LSTM, all tokens (bits/note)", "lstm_test_bits_note")):  # bits per pitch but the last
+                      ("LSTM, all tokens (bits/note)", "lstm_test_bits_note"),  # bits per pitch but this one
+                      ("LSTM, dynamic evaluation", "lstm_adapt_test_bits_pitch")):
+        if not all(key in f for f in per_fold):
+            continue
         values = np.array([f[key] for f in per_fold])
         notes = np.array([f["test_notes"] for f in per_fold])
         out[name] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
