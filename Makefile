@@ -134,7 +134,7 @@ playlist-music21: $(STAMP)
 seq2seq: $(STAMP)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config $(CONFIGS)/seq2seq/bach-chords2melody.yaml $(FIT_ARGS)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/melodylm fit --config $(CONFIGS)/seq2seq/bach-melody2chords.yaml $(FIT_ARGS)
-	$(BIN)/melodylm generate --ckpt checkpoints/chords2melody --condition "C Am F G C Am F G" --chord-beats 4 \
+	$(BIN)/melodylm generate --ckpt checkpoints/chords2melody --condition "C Am F G C Am F G" --chord-beats 2 \
 		--num 4 --seed 0 --out samples/chords2melody
 	@echo "Melodies on C Am F G (MIDI + piano-roll PNG + JSON) are in samples/chords2melody/"
 
