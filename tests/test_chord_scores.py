@@ -62,6 +62,9 @@ def test_evaluate_harmony_reports_mir_eval_scores(tmp_path):
     voted = json.loads(out.read_text())  # the same beats, read from a vote of three samples per melody
     assert voted["decoding"] == "vote of 3 samples at top-p 0.95" and voted["beats"] == result["beats"]
     assert voted["most_frequent"] == result["most_frequent"]
+    run_cli("evaluate", "seq2seq", "harmony", "--ckpt", str(tmp_path / "checkpoints" / "seq2seq-debug"),
+            "--limit", "3", "--votes", "3", "--may-end-early", "--json", str(out), cwd=tmp_path)
+    assert json.loads(out.read_text())["beats"] == result["beats"]  # samples may end early: the same beats read
     melody = NOTTINGHAM / "melody" / "ashover1.mid"  # generate --votes writes one voted harmonisation
     run_cli("generate", "--ckpt", str(tmp_path / "checkpoints" / "seq2seq-debug"), "--condition", str(melody),
             "--votes", "3", "--out", str(tmp_path / "voted"), cwd=tmp_path)

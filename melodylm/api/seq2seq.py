@@ -122,6 +122,12 @@ class ConditionalGenerator:
         n = bars if bars is not None else self.bars(ids)
         return {"bars": n, "min_bars": None if may_end_early else n}
 
+    def spans(self, conditions: list[list[int]], may_end_early: bool = False) -> dict:
+        """:meth:`span` of every condition of a batch, as per-row ``bars`` / ``min_bars`` (``min_bars`` None
+        with ``may_end_early``): the ``MusicLM.sample`` keywords of ``bind_many(conditions)``."""
+        spans = [self.span(c, may_end_early=may_end_early) for c in conditions]
+        return {k: None if spans[0][k] is None else [sp[k] for sp in spans] for k in ("bars", "min_bars")}
+
     def vote_harmonies(self, melodies: list[list[int]], beats: list[int], votes: int, may_end_early: bool = False,
                        **settings) -> list[list[str]]:
         """For a melody -> chords model: per melody, ``votes`` sampled harmonisations (``MusicLM.sample``
@@ -131,9 +137,7 @@ class ConditionalGenerator:
         if votes < 1:
             raise UserError(f"votes must be >= 1, got {votes}")
         rows = [m for m in melodies for _ in range(votes)]
-        spans = [self.span(m, may_end_early=may_end_early) for m in rows]
-        limits = {k: [sp[k] for sp in spans] for k in ("bars", "min_bars")}
-        samples = self.bind_many(rows).sample(num=len(rows), **{**settings, **limits})
+        samples = self.bind_many(rows).sample(num=len(rows), **{**settings, **self.spans(rows, may_end_early)})
         labels = [self.chord_labels(s.ids, n) for s, n in zip(samples, (n for n in beats for _ in range(votes)))]
         return [vote_labels(labels[i * votes:(i + 1) * votes]) for i in range(len(melodies))]
 

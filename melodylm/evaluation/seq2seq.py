@@ -259,9 +259,8 @@ def run_chordtones(args) -> dict:
 
 
 def _limits(gen: ConditionalGenerator, chunk: list[Pair], may_end_early: bool) -> dict:
-    """:meth:`ConditionalGenerator.span` of every condition of ``chunk``, as per-row ``bars`` / ``min_bars``."""
-    spans = [gen.span(p.source.tolist(), may_end_early=may_end_early) for p in chunk]
-    return {k: None if spans[0][k] is None else [s[k] for s in spans] for k in ("bars", "min_bars")}
+    """:meth:`ConditionalGenerator.spans` of the conditions of ``chunk``."""
+    return gen.spans([p.source.tolist() for p in chunk], may_end_early)
 
 
 def _batches(pairs: list[Pair], size: int) -> list[list[Pair]]:
