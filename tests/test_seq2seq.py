@@ -14,7 +14,7 @@ from melodylm.decoding.core import Decoder, select_state
 from melodylm.errors import UserError
 from melodylm.models.components.seq2seq import ConditionedLM, DecoderState, Seq2Seq
 from melodylm.data.prepare import split_of
-from melodylm.data.beats import NUM_FEATURES, melody_beat_features
+from melodylm.data.beats import NUM_FEATURES, TransposedBeats, label_ids, melody_beat_features, transpose_beats
 from melodylm.data.chords import (LABELS, beat_labels, chord_label, chords_to_score, parse_chord_symbol,
                                   parse_chord_symbols)
 from melodylm.evaluation.seq2seq import chord_tone_counts, strong_beat_ticks
@@ -234,6 +234,28 @@ def test_melody_beat_features_and_chord_tones():
     assert chord_tone_counts(melody, chords) == (3, 4)
 
 
+def test_transposed_beats_are_the_beat_view_of_the_transposed_tune():
+    notes = [(0, 1, 60), (1, 1, 62), (2, 2, 64), (4, 1, 67), (6, 1, 61)]
+    harmony = [(0, 4, p) for p in (48, 52, 55)] + [(4, 2, p) for p in (43, 47, 50, 53)] + [(6, 1, p) for p in (45, 48, 52)]
+    feats, labels = melody_beat_features(_score(notes), 8), label_ids(beat_labels(_score(harmony), 8))
+    assert [LABELS[i] for i in labels] == ["C"] * 4 + ["G7"] * 2 + ["Am", "N"]
+    for shift in (-5, 2, 6):
+        moved = [(t, d, p + shift) for t, d, p in notes], [(t, d, p + shift) for t, d, p in harmony]
+        want_f, want_y = melody_beat_features(_score(moved[0]), 8), label_ids(beat_labels(_score(moved[1]), 8))
+        got_f, got_y = transpose_beats(feats, labels, shift)
+        np.testing.assert_array_equal(got_f, want_f)
+        np.testing.assert_array_equal(got_y, want_y)
+    assert [LABELS[i] for i in transpose_beats(feats, labels, 2)[1]] == ["D"] * 4 + ["A7"] * 2 + ["Bm", "N"]
+    torch.manual_seed(0)
+    shifts = set()
+    for _ in range(200):
+        f, y = TransposedBeats([(feats, labels)])[0]
+        shift = int(np.argmax(f[0, 13:25]))  # the first beat starts on C: where it went is the shift
+        shifts.add((shift + 5) % 12 - 5)
+        np.testing.assert_array_equal(y, transpose_beats(feats, labels, shift)[1])
+    assert shifts == set(range(-5, 7))
+
+
 # --- end to end on real Nottingham pairs ----------------------------------------------------------------------
 
 
@@ -357,6 +379,14 @@ def test_tagger_fits_on_real_pairs(tmp_path, monkeypatch):
         total += beats
     assert total > 1000
     assert right / total > constant / total + 0.08, (right / total, commonest, constant / total)  # measured 0.37 / 0.19
+    # evaluate seq2seq harmony takes the tagger as --ckpt (its pairs from the checkpoint) and counts the same beats
+    run_cli("evaluate", "seq2seq", "harmony", "--ckpt", str(run_folder), "--json", "harmony.json", cwd=tmp_path)
+    report = json.loads((tmp_path / "harmony.json").read_text())
+    assert report["beats"] == total and "seq2seq" not in report
+    assert report["tagger"]["accuracy"] == pytest.approx(right / total)
+    assert report["most_frequent_chord"] == commonest
+    assert report["most_frequent"]["accuracy"] == pytest.approx(constant / total)
+    assert 0 < report["tagger"]["majmin"] <= 1
 
     # generate with a tagger checkpoint: the melody plus one block chord per run of equal beat labels
     melody = NOTTINGHAM / "melody" / "jigs10.mid"

@@ -17,16 +17,17 @@ from melodylm.models.components.seq2seq import BeatTagger
 class ChordTagger:
     """A :class:`BeatTagger` with its chord labels (``N`` is silence)."""
 
-    def __init__(self, model: BeatTagger, labels: list[str]):
+    def __init__(self, model: BeatTagger, labels: list[str], pairs: dict | None = None):
         self.model = model.eval()
         self.labels = list(labels)
+        self.pairs = dict(pairs or {})  # the pair settings it was trained on (PairSettings fields)
 
     @classmethod
     def from_checkpoint(cls, meta: dict, weights: dict) -> "ChordTagger":
         """From a checkpoint's ``melodylm`` block and its module weights (:func:`melodylm.checkpoint.load`)."""
         model = BeatTagger(**meta["model"])
         model.load_state_dict(weights)
-        return cls(model, meta["labels"])
+        return cls(model, meta["labels"], meta.get("prepare", {}).get("pairs"))
 
     def label_beats(self, melody: Score, beats: int | None = None) -> list[str]:
         """The most likely chord label of each of ``beats`` quarter-note beats (default: the melody's)."""

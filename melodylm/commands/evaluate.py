@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        ("harmony", "chord accuracy per beat of melody -> chords, beside the tagger and a constant"),
                        ("chordtones", "share of strong-beat melody notes on chord tones, chords -> melody")):
         m = qsub.add_parser(name, help=what, description=what)
-        m.add_argument("--ckpt", required=True, help="seq2seq checkpoint or run folder")
+        m.add_argument("--ckpt", required=True, help="seq2seq checkpoint or run folder"
+                       + (" (or a chord tagger's)" if name == "harmony" else ""))
         m.add_argument("--root", default=None, help="pair source folder (default: the checkpoint's)")
         m.add_argument("--cache-dir", default="datasets/seq2seq", help="tokenized-pair cache (default datasets/seq2seq)")
         m.add_argument("--split", default="test", choices=["val", "test"],
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name in ("nll", "chordtones"):
             m.add_argument("--lm", default=None, help="unconditional LM checkpoint on the same targets")
         if name == "harmony":
-            m.add_argument("--tagger", default=None, help="beat tagger checkpoint")
+            m.add_argument("--tagger", default=None, help="beat tagger checkpoint, scored beside the seq2seq model")
             m.add_argument("--votes", type=int, default=1,
                            help="sample this many harmonisations per melody and take each beat's most frequent "
                            "chord (default 1: greedy decoding)")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from symusic import Score
 
-from melodylm.data.chords import LABEL_INDEX
+from melodylm.data.chords import LABEL_INDEX, LABEL_QUALITIES, LABELS
 from melodylm.data.windows import IGNORE
 
 NUM_FEATURES = 12 + 1 + 12 + 12  # pitch-class share, rest share, pitch class at the beat's start, beat in bar
@@ -49,6 +49,32 @@ def melody_beat_features(score: Score, beats: int) -> np.ndarray:
 
 def label_ids(labels: list[str]) -> np.ndarray:
     return np.array([LABEL_INDEX[x] for x in labels], dtype=np.int64)
+
+
+def transpose_beats(features: np.ndarray, labels: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """The beat view of a melody and its chord labels moved by ``shift`` semitones: both pitch-class blocks of the
+    features rotate, every chord label's root moves (``N`` stays ``N``), the beat-in-bar block stays."""
+    feats = features.copy()
+    feats[:, :12] = np.roll(features[:, :12], shift, axis=1)
+    feats[:, 13:25] = np.roll(features[:, 13:25], shift, axis=1)
+    chord = labels > 0  # LABELS: N, then 12 roots x the qualities, root-major
+    out = labels.copy()
+    out[chord] = 1 + (labels[chord] - 1 + len(LABEL_QUALITIES) * shift) % (len(LABELS) - 1)
+    return feats, out
+
+
+class TransposedBeats(torch.utils.data.Dataset):
+    """``(features, labels)`` items, each moved by a random shift in [-5, 6] semitones every time it is read
+    (as :class:`~melodylm.data.pairs.PairDataset` moves training pairs)."""
+
+    def __init__(self, items: list[tuple[np.ndarray, np.ndarray]]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return transpose_beats(*self.items[i], int(torch.randint(12, ())) - 5)
 
 
 def collate_beats(batch) -> dict[str, torch.Tensor]:

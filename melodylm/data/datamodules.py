@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from melodylm.data import pianoroll as PR
-from melodylm.data.beats import collate_beats, label_ids, melody_beat_features, num_beats
+from melodylm.data.beats import TransposedBeats, collate_beats, label_ids, melody_beat_features, num_beats
 from melodylm.data.chords import LABELS, beat_labels
 from melodylm.data.pairs import (
     SPLITS,
@@ -269,7 +269,8 @@ class BeatDataModule(HeldOutSplits):
 
     ``source``/``target`` name the melody and chord parts (folders or track
     specs, see :class:`~melodylm.data.pairs.PairSettings`). ``vocab_size``
-    is the number of chord labels (:data:`~melodylm.data.chords.LABELS`).
+    is the number of chord labels (:data:`~melodylm.data.chords.LABELS`). ``transpose``: each training tune
+    is moved by a random shift in [-5, 6] semitones, melody and chords together, at every visit.
     """
 
     def __init__(
@@ -281,6 +282,7 @@ class BeatDataModule(HeldOutSplits):
         val_frac: float = 0.1,
         test_frac: float = 0.1,
         limit: int | None = None,
+        transpose: bool = False,
         batch_size: int = 16,
         eval_batch_size: int = 32,
         cache_dir: str = "datasets/seq2seq",
@@ -308,7 +310,8 @@ class BeatDataModule(HeldOutSplits):
             raise UserError(f"no training pairs in {self.settings.root}")
 
     def train_dataloader(self) -> DataLoader:
-        return self.shuffled(self.splits["train"], self.hparams.batch_size, collate_fn=collate_beats)
+        train = TransposedBeats(self.splits["train"]) if self.hparams.transpose else self.splits["train"]
+        return self.shuffled(train, self.hparams.batch_size, collate_fn=collate_beats)
 
     def _eval_loader(self, split: str) -> DataLoader:
         items = self.splits[split]
@@ -316,7 +319,6 @@ class BeatDataModule(HeldOutSplits):
             raise UserError(f"no {split} pairs (raise val_frac/test_frac)")
         return DataLoader(items, collate_fn=collate_beats,
                           batch_sampler=self.sorted_batches([len(f) for f, _ in items], self.hparams.eval_batch_size))
-
 
 
 class RollDataModule(HeldOutSplits):

@@ -2,6 +2,7 @@
 
     melodylm evaluate seq2seq nll --ckpt checkpoints/seq2seq-chords2melody --lm checkpoints/seq2seq-lm-melody
     melodylm evaluate seq2seq harmony --ckpt checkpoints/seq2seq-melody2chords --tagger checkpoints/seq2seq-tagger
+    melodylm evaluate seq2seq harmony --ckpt checkpoints/seq2seq-tagger
     melodylm evaluate seq2seq chordtones --ckpt checkpoints/seq2seq-chords2melody --lm checkpoints/seq2seq-lm-melody
 
 - ``nll``: test NLL (nats per target token, EOS included) of the target given
@@ -11,7 +12,8 @@
   and mir_eval's ``majmin`` and ``sevenths`` chord scores over the same beats,
   for the seq2seq model (greedy decoding, or with ``--votes N`` each beat's
   most frequent chord over N sampled harmonisations), the beat tagger, and
-  the most-frequent chord of the training split.
+  the most-frequent chord of the training split; ``--ckpt`` may also be a
+  chord tagger's checkpoint (then the tagger beside the constant).
 - ``chordtones``: for chords -> melody, the share of melody notes with an
   onset on a strong beat (the bar's first beat, and its middle in 4/4, 6/8,
   12/8) whose pitch class sounds in the chord part at that moment (notes where
@@ -35,7 +37,7 @@ from melodylm.commands.args import at_least
 from melodylm.data.beats import num_beats
 from melodylm.data.chords import beat_labels, mir_eval_label, sounding_pitch_classes
 from melodylm.data.pairs import Pair, PairSettings, build_pairs
-from melodylm.data.tokenizer import SpecialIds, fingerprint
+from melodylm.data.tokenizer import SpecialIds, build_tokenizer, fingerprint
 from melodylm.decoding.core import Decoder
 from melodylm.errors import UserError
 from melodylm.evaluation.sounding import sounding_chord_tone_share
@@ -45,9 +47,10 @@ from melodylm.progress import progress_bar
 log = logging.getLogger("melodylm")
 
 
-def test_pairs(gen: ConditionalGenerator, cache_dir: str = "datasets/seq2seq", root: str | None = None,
+def test_pairs(gen, cache_dir: str = "datasets/seq2seq", root: str | None = None,
                split: str = "test", limit: int | None = None) -> list[Pair]:
-    """The checkpoint's pairs of ``split`` (same settings, so the same tunes), optionally its first ``limit``."""
+    """The pairs of ``split`` of a seq2seq model or chord tagger (``gen.pairs``: its settings, so the same tunes),
+    optionally the first ``limit``."""
     fields = dict(gen.pairs)
     if root is not None:
         fields["root"] = root
@@ -135,27 +138,57 @@ def chord_scores(pred: list[str], real: list[str]) -> dict[str, float | None]:
 
 
 def run_harmony(args) -> dict:
-    gen = load(args.ckpt, kinds=("seq2seq",))
-    if gen.pairs.get("melody") != "source":
-        raise UserError("harmony needs a melody -> chords checkpoint")
-    tok = gen.tokenizer
-    train = test_pairs(gen, args.cache_dir, args.root, split="train")
+    model = load(args.ckpt, kinds=("seq2seq", "chord_tagger"))
+    gen = model if isinstance(model, ConditionalGenerator) else None
+    if gen is not None and gen.pairs.get("melody") != "source":
+        raise UserError("harmony needs a melody -> chords checkpoint (a seq2seq model or a chord tagger)")
+    if gen is None and not model.pairs:
+        raise UserError(f"{args.ckpt} does not record the pairs it was trained on: train it again with melodylm fit")
+    tagger = model if gen is None else load(args.tagger, kinds=("chord_tagger",)) if args.tagger else None
+    tok = gen.tokenizer if gen is not None else build_tokenizer("REMI", tuple(model.pairs.get("pitch_range", (21, 109))))
+    train = test_pairs(model, args.cache_dir, args.root, split="train")
     counts = Counter()
     for p in train:
         melody, chords = tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()])
         counts.update(x for x in beat_labels(chords, num_beats(melody, chords)) if x != "N")
     most_frequent = counts.most_common(1)[0][0]
-    tagger = load(args.tagger, kinds=("chord_tagger",)) if args.tagger else None
-    pairs = test_pairs(gen, args.cache_dir, args.root, split=args.split, limit=args.limit)
+    pairs = test_pairs(model, args.cache_dir, args.root, split=args.split, limit=args.limit)
     tallies = {k: np.zeros(4, dtype=np.int64) for k in ("seq2seq", "tagger", "most_frequent")}
     beats_seen = {k: ([], []) for k in tallies}  # (predicted, real) labels of every test beat, for mir_eval
     tunes = {}  # name -> (melody, real chords, quarter-note beats): the generated part is read on those beats
     for p in pairs:
         melody, chords = tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()])
         tunes[p.name] = melody, chords, num_beats(melody, chords)
-    generated = {}  # name -> the seq2seq model's label per beat
     votes = at_least(getattr(args, "votes", 1), 1, "--votes")
-    with progress_bar() as bar:  # greedy (or voted) chords for a batch of melodies per decoder call
+    generated = seq2seq_harmonies(gen, pairs, tunes, votes, args) if gen is not None else {}
+    for p in pairs:
+        melody, chords, beats = tunes[p.name]
+        real = beat_labels(chords, beats)
+        guesses = {"most_frequent": [most_frequent] * beats}
+        if gen is not None:
+            guesses["seq2seq"] = generated[p.name]
+        if tagger is not None:
+            guesses["tagger"] = tagger.label_beats(melody, beats)
+        for k, guess in guesses.items():
+            tallies[k] += accuracy(guess, real)
+            beats_seen[k][0].extend(guess)
+            beats_seen[k][1].extend(real)
+    out = {"pairs": len(pairs), "beats": int(tallies["most_frequent"][1]),
+           "chord_beats": int(tallies["most_frequent"][3]), "most_frequent_chord": most_frequent}
+    if gen is not None:
+        out["decoding"] = f"vote of {votes} samples at top-p {args.top_p:g}" if votes > 1 else "greedy"
+    for k, (r, n, rc, nc) in tallies.items():
+        if n:
+            out[k] = {"accuracy": r / n, "accuracy_chord_beats": rc / nc if nc else float("nan"),
+                      **chord_scores(*beats_seen[k])}
+    return out
+
+
+def seq2seq_harmonies(gen: ConditionalGenerator, pairs: list[Pair], tunes: dict, votes: int, args) -> dict:
+    """Name -> the seq2seq model's chord label per beat of each pair's melody: greedy, or voted over ``votes``
+    samples; a batch of melodies per decoder call."""
+    generated = {}
+    with progress_bar() as bar:
         task = bar.add_task("harmonising test melodies", total=len(pairs))
         for b, chunk in enumerate(_batches(pairs, max(args.batch // votes, 1))):
             budget = max(2 * len(p.target) for p in chunk) + 64
@@ -169,24 +202,7 @@ def run_harmony(args) -> dict:
                 labels = [gen.chord_labels(s.ids, n) for s, n in zip(samples, beats)]
             generated.update((p.name, x) for p, x in zip(chunk, labels))
             bar.advance(task, len(chunk))
-    for p in pairs:
-        melody, chords, beats = tunes[p.name]
-        real = beat_labels(chords, beats)
-        guesses = {"seq2seq": generated[p.name], "most_frequent": [most_frequent] * beats}
-        if tagger is not None:
-            guesses["tagger"] = tagger.label_beats(melody, beats)
-        for k, guess in guesses.items():
-            tallies[k] += accuracy(guess, real)
-            beats_seen[k][0].extend(guess)
-            beats_seen[k][1].extend(real)
-    out = {"pairs": len(pairs), "beats": int(tallies["seq2seq"][1]), "chord_beats": int(tallies["seq2seq"][3]),
-           "most_frequent_chord": most_frequent,
-           "decoding": f"vote of {votes} samples at top-p {args.top_p:g}" if votes > 1 else "greedy"}
-    for k, (r, n, rc, nc) in tallies.items():
-        if n:
-            out[k] = {"accuracy": r / n, "accuracy_chord_beats": rc / nc if nc else float("nan"),
-                      **chord_scores(*beats_seen[k])}
-    return out
+    return generated
 
 
 # --- chord tones on strong beats -------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from melodylm.models.components.seq2seq import BeatTagger
 
 class TaggerModule(TrainingSteps):
     """Cross-entropy of the chord label per beat; logs ``{stage}/accuracy`` (share of beats right) and
-    ``{stage}/nll_beat`` (nats). ``vocab_size`` is the number of chord labels, linked from the data module."""
+    ``{stage}/nll_beat`` (nats). ``vocab_size`` is the number of chord labels, linked from the data module.
+    ``time_horizon``: anneal the learning rate by the clock too (:class:`~melodylm.models.base.TrainingSteps`)."""
 
     checkpoint_kind = "chord_tagger"
 
@@ -28,6 +29,7 @@ class TaggerModule(TrainingSteps):
         weight_decay: float = 0.01,
         warmup_steps: int = 50,
         min_lr_ratio: float = 0.05,
+        time_horizon: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
