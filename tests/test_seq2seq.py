@@ -387,6 +387,9 @@ def test_tagger_fits_on_real_pairs(tmp_path, monkeypatch):
     assert report["most_frequent_chord"] == commonest
     assert report["most_frequent"]["accuracy"] == pytest.approx(constant / total)
     assert 0 < report["tagger"]["majmin"] <= 1
+    proc = run_cli("evaluate", "seq2seq", "harmony", "--ckpt", str(run_folder), "--votes", "4", cwd=tmp_path,
+                   check=False)
+    assert proc.returncode == 2 and "go with a seq2seq checkpoint" in proc.stderr
 
     # generate with a tagger checkpoint: the melody plus one block chord per run of equal beat labels
     melody = NOTTINGHAM / "melody" / "jigs10.mid"

@@ -144,6 +144,9 @@ def run_harmony(args) -> dict:
         raise UserError("harmony needs a melody -> chords checkpoint (a seq2seq model or a chord tagger)")
     if gen is None and not model.pairs:
         raise UserError(f"{args.ckpt} does not record the pairs it was trained on: train it again with melodylm fit")
+    votes = at_least(getattr(args, "votes", 1), 1, "--votes")
+    if gen is None and (votes > 1 or args.tagger):
+        raise UserError("--votes and --tagger go with a seq2seq checkpoint: a chord tagger labels each beat once")
     tagger = model if gen is None else load(args.tagger, kinds=("chord_tagger",)) if args.tagger else None
     tok = gen.tokenizer if gen is not None else build_tokenizer("REMI", tuple(model.pairs.get("pitch_range", (21, 109))))
     train = test_pairs(model, args.cache_dir, args.root, split="train")
@@ -159,7 +162,6 @@ def run_harmony(args) -> dict:
     for p in pairs:
         melody, chords = tok.decode([p.source.tolist()]), tok.decode([p.target.tolist()])
         tunes[p.name] = melody, chords, num_beats(melody, chords)
-    votes = at_least(getattr(args, "votes", 1), 1, "--votes")
     generated = seq2seq_harmonies(gen, pairs, tunes, votes, args) if gen is not None else {}
     for p in pairs:
         melody, chords, beats = tunes[p.name]
