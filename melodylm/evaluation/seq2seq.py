@@ -47,11 +47,11 @@ from melodylm.progress import progress_bar
 log = logging.getLogger("melodylm")
 
 
-def test_pairs(gen, cache_dir: str = "datasets/seq2seq", root: str | None = None,
+def test_pairs(model, cache_dir: str = "datasets/seq2seq", root: str | None = None,
                split: str = "test", limit: int | None = None) -> list[Pair]:
-    """The pairs of ``split`` of a seq2seq model or chord tagger (``gen.pairs``: its settings, so the same tunes),
-    optionally the first ``limit``."""
-    fields = dict(gen.pairs)
+    """The pairs of ``split`` of a seq2seq model or chord tagger (``model.pairs``: its settings, so the same
+    tunes), optionally the first ``limit``."""
+    fields = dict(model.pairs)
     if root is not None:
         fields["root"] = root
     fields["pitch_range"] = tuple(fields.get("pitch_range", (21, 109)))
