@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from symusic import Score
 
-from melodylm.data.chords import LABELS, labels_to_track, mir_eval_label, parse_chord_symbol, vote_labels
+from melodylm.data.chords import (LABELS, labels_to_track, mir_eval_label, parse_chord_symbol, vote_labels,
+                                  vote_shares)
 from melodylm.evaluation.seq2seq import chord_scores
 from tests.conftest import REPO, run_cli
 from tests.test_seq2seq import NOTTINGHAM, needs_nottingham
@@ -72,6 +73,60 @@ def test_evaluate_harmony_reports_mir_eval_scores(tmp_path):
     score = Score(str(tmp_path / "voted" / "melody2chords-vote3.mid"))
     assert meta["votes"] == 3 and len(meta["chord_per_beat"]) > 0
     assert [t.name for t in score.tracks] == ["melody (condition)", "chords (generated)"]
+
+    # with a beat tagger beside it and --votes: the blend row; at --blend 0 it is the tagger's argmax exactly
+    run_cli("fit", "--config", str(REPO / "configs" / "seq2seq" / "tagger.yaml"), "--data.init_args.root",
+            str(NOTTINGHAM), "--data.init_args.limit", "24", "--trainer.max_epochs", "2", "--trainer.max_time",
+            "null", "--trainer.logger", "false", "--model.init_args.hidden_size", "16", cwd=tmp_path)
+    tagger = tmp_path / "checkpoints" / "seq2seq-tagger"
+    for weight in ("0", "1"):
+        run_cli("evaluate", "seq2seq", "harmony", "--ckpt", str(tmp_path / "checkpoints" / "seq2seq-debug"),
+                "--tagger", str(tagger), "--limit", "3", "--votes", "3", "--blend", weight, "--json", str(out),
+                cwd=tmp_path)
+        blended = json.loads(out.read_text())
+        assert blended["blend_weight"] == float(weight) and blended["beats"] == result["beats"]
+        assert 0 <= blended["blend"]["accuracy"] <= 1
+        if weight == "0":
+            assert blended["blend"] == blended["tagger"]
+    run_cli("generate", "--ckpt", str(tagger), "--condition", str(melody), "--seq2seq",
+            str(tmp_path / "checkpoints" / "seq2seq-debug"), "--votes", "3", "--out", str(tmp_path / "blend"),
+            cwd=tmp_path)
+    meta = json.loads((tmp_path / "blend" / "ashover1-tagger-chords-blend3.json").read_text())
+    assert meta["votes"] == 3 and meta["blend"] == 1.0 and set(meta["chord_per_beat"]) <= set(LABELS)
+    assert [t.name for t in Score(str(tmp_path / "blend" / "ashover1-tagger-chords-blend3.mid")).tracks] == \
+        ["melody", "chords"]
+    for flags, message in ((["--votes", "1"], "give --votes N >= 2"), (["--votes", "3", "--blend", "-1"],
+                                                                         "--blend must be >= 0")):
+        proc = run_cli("generate", "--ckpt", str(tagger), "--condition", str(melody), "--seq2seq",
+                       str(tmp_path / "checkpoints" / "seq2seq-debug"), *flags, "--out", str(tmp_path / "blend"),
+                       cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_vote_shares_by_hand():
+    shares = vote_shares([["C", "F"], ["C", "G"], ["Am", "G"], ["C", "Csus4"]], ["N", "C", "Am", "F", "G"])
+    np.testing.assert_allclose(shares, [[0, 0.75, 0.25, 0, 0], [0, 0, 0, 0.25, 0.5]])  # Csus4: not a label
+    assert vote_shares([["N", "C"]]).shape == (2, len(LABELS))
+    with pytest.raises(ValueError, match="same number of beats"):
+        vote_shares([["C"], ["C", "G"]])
+
+
+def test_tagger_blends_its_probabilities_with_sampled_harmonisations():
+    import torch
+
+    from melodylm.api.tagger import ChordTagger
+    from melodylm.models.components.seq2seq import BeatTagger
+
+    torch.manual_seed(0)
+    tagger = ChordTagger(BeatTagger(num_labels=4, num_features=1), ["N", "C", "G", "Am"])
+    probs = np.array([[0.0, 0.6, 0.3, 0.1], [0.1, 0.2, 0.3, 0.4]])
+    tagger.beat_probs = lambda melody, beats: probs  # known probabilities, two beats
+    samples = [["G", "C"], ["G", "C"], ["C", "Am"], ["Am", "C"]]  # shares: beat 0 C .25 G .5 Am .25; beat 1 C .75
+    assert tagger.label_beats(None, 2) == ["C", "Am"]  # the tagger alone
+    assert tagger.label_beats(None, 2, samples, weight=0.0) == ["C", "Am"]
+    assert tagger.label_beats(None, 2, samples, weight=0.1) == ["C", "Am"]  # C .625 vs G .35; Am .425 vs C .275
+    assert tagger.label_beats(None, 2, samples, weight=1.0) == ["C", "C"]  # C .85 vs G .8; C .95 vs Am .65
+    assert tagger.label_beats(None, 2, samples, weight=2.0) == ["G", "C"]  # G 1.3 vs C 1.1
 
 
 def test_vote_labels_takes_each_beats_most_frequent_chord():

@@ -128,18 +128,23 @@ class ConditionalGenerator:
         spans = [self.span(c, may_end_early=may_end_early) for c in conditions]
         return {k: None if spans[0][k] is None else [sp[k] for sp in spans] for k in ("bars", "min_bars")}
 
-    def vote_harmonies(self, melodies: list[list[int]], beats: list[int], votes: int, may_end_early: bool = False,
-                       **settings) -> list[list[str]]:
+    def sample_harmonies(self, melodies: list[list[int]], beats: list[int], votes: int, may_end_early: bool = False,
+                         **settings) -> list[list[list[str]]]:
         """For a melody -> chords model: per melody, ``votes`` sampled harmonisations (``MusicLM.sample``
-        keywords ``settings``; each spans its melody unless ``may_end_early``), read as chord labels on its
-        ``beats`` quarter-note beats, and their per-beat vote (:func:`~melodylm.data.chords.vote_labels`): one
-        label list per melody."""
+        keywords ``settings``; each spans its melody unless ``may_end_early``), each read as chord labels on its
+        ``beats`` quarter-note beats: per melody, ``votes`` label lists."""
         if votes < 1:
             raise UserError(f"votes must be >= 1, got {votes}")
         rows = [m for m in melodies for _ in range(votes)]
         samples = self.bind_many(rows).sample(num=len(rows), **{**settings, **self.spans(rows, may_end_early)})
         labels = [self.chord_labels(s.ids, n) for s, n in zip(samples, (n for n in beats for _ in range(votes)))]
-        return [vote_labels(labels[i * votes:(i + 1) * votes]) for i in range(len(melodies))]
+        return [labels[i * votes:(i + 1) * votes] for i in range(len(melodies))]
+
+    def vote_harmonies(self, melodies: list[list[int]], beats: list[int], votes: int, may_end_early: bool = False,
+                       **settings) -> list[list[str]]:
+        """Per melody, the per-beat vote (:func:`~melodylm.data.chords.vote_labels`) of ``votes`` sampled
+        harmonisations (:meth:`sample_harmonies`, the same arguments): one label list per melody."""
+        return [vote_labels(h) for h in self.sample_harmonies(melodies, beats, votes, may_end_early, **settings)]
 
     def chord_labels(self, ids: list[int], beats: int) -> list[str]:
         """A generated chord part's label on each of ``beats`` quarter-note beats (``N`` where nothing sounds)."""

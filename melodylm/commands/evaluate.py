@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             m.add_argument("--votes", type=int, default=1,
                            help="sample this many harmonisations per melody and take each beat's most frequent "
                            "chord (default 1: greedy decoding)")
+            m.add_argument("--blend", type=float, default=1.0, metavar="W",
+                           help="with --tagger and --votes N: also score the blend, each beat's argmax of the "
+                           "tagger's probability + W x the share of the N samples (default 1, chosen on the "
+                           "Nottingham validation split)")
         if name in ("harmony", "chordtones"):  # what samples: --votes, chordtones
             m.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
             gen = chordtones.generate_defaults()

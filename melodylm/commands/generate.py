@@ -5,7 +5,9 @@ training) or, for a model conditioned on chords, chord symbols as text
 (``"C G Am F"``, ``--chord-beats`` quarter notes per chord, in the meter
 ``--time-signature``, 4/4 by default). The decoding
 flags, constraints, the grammar mask and beam search are those of ``melodylm
-sample``. A chord-tagger checkpoint harmonises a melody file instead.
+sample``. A chord-tagger checkpoint harmonises a melody file instead, alone or
+(``--seq2seq CKPT --votes N``) helped by N harmonisations sampled from a
+melody -> chords seq2seq model.
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--votes", type=int, default=1,
                    help="melody -> chords: sample this many harmonisations and write one, each beat's most frequent "
                    "chord (default 1: every sample is written as it is)")
+    s.add_argument("--seq2seq", default=None, metavar="CKPT",
+                   help="with a chord-tagger --ckpt: a melody -> chords seq2seq checkpoint whose --votes N sampled "
+                   "harmonisations join the tagger's choice, per beat the tagger's probability + --blend x their "
+                   "share (docs/seq2seq.md: 16 votes)")
+    s.add_argument("--blend", type=float, default=1.0, metavar="W",
+                   help="with --seq2seq: the weight of the samples' share against the tagger's probability "
+                   "(default 1, chosen on the Nottingham validation split)")
     s.add_argument("--may-end-early", action="store_true",
                    help="let the model end the part before --bars (by default the end token is banned until the "
                    "part reaches its last bar, so it spans the whole condition)")
@@ -67,16 +76,36 @@ def _tagger_main(args, path: Path) -> int:
                                 CleanOptions(min_notes=1, max_seconds=float("inf"), melody=True))
     except Rejected as rej:
         raise UserError(f"{condition}: {rej}") from rej
-    labels, score = tagger.harmonise(melody)
+    samples = _seq2seq_samples(args, melody) if args.seq2seq else None
+    labels, score = tagger.harmonise(melody, samples, args.blend)
     out = output_folder(args.out)
-    stem = out / f"{condition.stem}-tagger-chords"
+    stem = out / (f"{condition.stem}-tagger-chords" + (f"-blend{args.votes}" if samples else ""))
     write_midi(score, stem.with_suffix(".mid"))
-    pianoroll_png(score, stem.with_suffix(".png"), title=f"{stem.name}  (bi-LSTM tagger)")
-    stem.with_suffix(".json").write_text(json.dumps({"midi": stem.with_suffix(".mid").name, "ckpt": str(args.ckpt),
-                                                     "condition": str(condition), "chord_per_beat": labels}, indent=1))
+    what = f"bi-LSTM tagger + {args.votes} seq2seq samples, seed={args.seed}" if samples else "bi-LSTM tagger"
+    pianoroll_png(score, stem.with_suffix(".png"), title=f"{stem.name}  ({what})")
+    row = {"midi": stem.with_suffix(".mid").name, "ckpt": str(args.ckpt), "condition": str(condition)}
+    if samples:
+        row.update(seq2seq=str(args.seq2seq), votes=args.votes, blend=args.blend, seed=args.seed)
+    stem.with_suffix(".json").write_text(json.dumps({**row, "chord_per_beat": labels}, indent=1))
     log.info("%s: %d beats, %d chord changes", stem.with_suffix(".mid").name, len(labels),
              sum(a != b for a, b in zip(labels, labels[1:])))
     return 0
+
+
+def _seq2seq_samples(args, melody) -> list[list[str]]:
+    """``--votes`` harmonisations of ``melody`` sampled from the ``--seq2seq`` checkpoint, as labels per beat."""
+    at_least(args.blend, 0, "--blend")
+    if args.votes < 2:
+        raise UserError(f"--seq2seq blends the tagger with sampled harmonisations: give --votes N >= 2 (16 in "
+                        f"docs/seq2seq.md), got {args.votes}")
+    gen = load(args.seq2seq, kinds=("seq2seq",))
+    if gen.pairs.get("melody") != "source":
+        raise UserError(f"--seq2seq needs a melody -> chords checkpoint; {args.seq2seq} generates a {gen.target_name} "
+                        f"part from {gen.source_name}")
+    source = gen.condition(melody)
+    settings = {k: v for k, v in decoding_settings(args).items() if k != "num"}
+    with torch.inference_mode():
+        return gen.sample_harmonies([source], [num_beats(melody)], args.votes, args.may_end_early, **settings)[0]
 
 
 def _vote_main(args, gen, source: list[int]) -> int:
@@ -109,7 +138,11 @@ def main(args) -> int:
         raise UserError(f"--chord-beats must be > 0, got {args.chord_beats}")
     path = resolve(args.ckpt)
     if kind_of(path) == "chord_tagger":
+        if args.votes != 1 and not args.seq2seq:
+            raise UserError("a chord tagger labels each beat once: --votes goes with --seq2seq (or a seq2seq --ckpt)")
         return _tagger_main(args, path)
+    if args.seq2seq:
+        raise UserError("--seq2seq goes with a chord-tagger --ckpt (the tagger blended with the seq2seq samples)")
     gen = load(path, kinds=("seq2seq", "chord_tagger"))
     source = gen.condition(args.condition, chord_beats=args.chord_beats, time_signature=args.time_signature)
     if args.votes != 1:

@@ -206,6 +206,22 @@ def vote_labels(harmonisations: list[list[str]]) -> list[str]:
     return [Counter(beat).most_common(1)[0][0] for beat in zip(*harmonisations)]
 
 
+def vote_shares(harmonisations: list[list[str]], labels: list[str] = LABELS) -> np.ndarray:
+    """Per beat, the share of ``harmonisations`` (equal-length label lists) giving each of ``labels``: an array
+    (beats, len(labels)) whose rows sum to 1 (less where a harmonisation gives a label not in ``labels``)."""
+    if not harmonisations:
+        raise ValueError("vote_shares needs at least one harmonisation")
+    if len({len(h) for h in harmonisations}) > 1:
+        raise ValueError("the harmonisations must have the same number of beats")
+    index = {label: i for i, label in enumerate(labels)}
+    shares = np.zeros((len(harmonisations[0]), len(labels)))
+    for h in harmonisations:
+        for beat, label in enumerate(h):
+            if label in index:
+                shares[beat, index[label]] += 1 / len(harmonisations)
+    return shares
+
+
 def labels_to_track(labels: list[str], tpq: int, name: str = "chords", velocity: int = 70) -> Track:
     """Block chords for per-beat labels (beat ``i`` starts at tick ``i * tpq``): one chord per run of equal
     labels, silence for ``N``."""

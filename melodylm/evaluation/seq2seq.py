@@ -2,6 +2,7 @@
 
     melodylm evaluate seq2seq nll --ckpt checkpoints/seq2seq-chords2melody --lm checkpoints/seq2seq-lm-melody
     melodylm evaluate seq2seq harmony --ckpt checkpoints/seq2seq-melody2chords --tagger checkpoints/seq2seq-tagger
+    melodylm evaluate seq2seq harmony --ckpt checkpoints/seq2seq-melody2chords --tagger checkpoints/seq2seq-tagger --votes 16
     melodylm evaluate seq2seq harmony --ckpt checkpoints/seq2seq-tagger
     melodylm evaluate seq2seq chordtones --ckpt checkpoints/seq2seq-chords2melody --lm checkpoints/seq2seq-lm-melody
 
@@ -11,7 +12,9 @@
 - ``harmony``: chord accuracy per beat (quarter note) of melody -> chords,
   and mir_eval's ``majmin`` and ``sevenths`` chord scores over the same beats,
   for the seq2seq model (greedy decoding, or with ``--votes N`` each beat's
-  most frequent chord over N sampled harmonisations), the beat tagger, and
+  most frequent chord over N sampled harmonisations), the beat tagger, the
+  two blended (with ``--tagger`` and ``--votes N``: per beat, the tagger's
+  probability plus ``--blend`` times the share of the N samples, argmax), and
   the most-frequent chord of the training split; ``--ckpt`` may also be a
   chord tagger's checkpoint (then the tagger beside the constant).
 - ``chordtones``: for chords -> melody, the share of melody notes with an
@@ -35,7 +38,7 @@ from melodylm.api.seq2seq import ConditionalGenerator
 from melodylm.checkpoint import load
 from melodylm.commands.args import at_least
 from melodylm.data.beats import num_beats
-from melodylm.data.chords import beat_labels, mir_eval_label, sounding_pitch_classes
+from melodylm.data.chords import beat_labels, mir_eval_label, sounding_pitch_classes, vote_labels
 from melodylm.data.pairs import Pair, PairSettings, build_pairs
 from melodylm.data.tokenizer import SpecialIds, build_tokenizer, fingerprint
 from melodylm.decoding.core import Decoder
@@ -145,6 +148,7 @@ def run_harmony(args) -> dict:
     if gen is None and not model.pairs:
         raise UserError(f"{args.ckpt} does not record the pairs it was trained on: train it again with melodylm fit")
     votes = at_least(getattr(args, "votes", 1), 1, "--votes")
+    at_least(getattr(args, "blend", 1.0), 0, "--blend")
     if gen is None and (votes > 1 or args.tagger):
         raise UserError("--votes and --tagger go with a seq2seq checkpoint: a chord tagger labels each beat once")
     tagger = model if gen is None else load(args.tagger, kinds=("chord_tagger",)) if args.tagger else None
@@ -156,7 +160,7 @@ def run_harmony(args) -> dict:
         counts.update(x for x in beat_labels(chords, num_beats(melody, chords)) if x != "N")
     most_frequent = counts.most_common(1)[0][0]
     pairs = test_pairs(model, args.cache_dir, args.root, split=args.split, limit=args.limit)
-    tallies = {k: np.zeros(4, dtype=np.int64) for k in ("seq2seq", "tagger", "most_frequent")}
+    tallies = {k: np.zeros(4, dtype=np.int64) for k in ("seq2seq", "tagger", "blend", "most_frequent")}
     beats_seen = {k: ([], []) for k in tallies}  # (predicted, real) labels of every test beat, for mir_eval
     tunes = {}  # name -> (melody, real chords, quarter-note beats): the generated part is read on those beats
     for p in pairs:
@@ -168,9 +172,11 @@ def run_harmony(args) -> dict:
         real = beat_labels(chords, beats)
         guesses = {"most_frequent": [most_frequent] * beats}
         if gen is not None:
-            guesses["seq2seq"] = generated[p.name]
+            guesses["seq2seq"] = vote_labels(generated[p.name])
         if tagger is not None:
             guesses["tagger"] = tagger.label_beats(melody, beats)
+        if tagger is not None and votes > 1 and gen is not None:
+            guesses["blend"] = tagger.label_beats(melody, beats, generated[p.name], args.blend)
         for k, guess in guesses.items():
             tallies[k] += accuracy(guess, real)
             beats_seen[k][0].extend(guess)
@@ -179,6 +185,8 @@ def run_harmony(args) -> dict:
            "chord_beats": int(tallies["most_frequent"][3]), "most_frequent_chord": most_frequent}
     if gen is not None:
         out["decoding"] = f"vote of {votes} samples at top-p {args.top_p:g}" if votes > 1 else "greedy"
+    if tallies["blend"][1]:
+        out["blend_weight"] = args.blend  # blend: argmax of the tagger's probability + weight x the vote share
     for k, (r, n, rc, nc) in tallies.items():
         if n:
             out[k] = {"accuracy": r / n, "accuracy_chord_beats": rc / nc if nc else float("nan"),
@@ -187,8 +195,8 @@ def run_harmony(args) -> dict:
 
 
 def seq2seq_harmonies(gen: ConditionalGenerator, pairs: list[Pair], tunes: dict, votes: int, args) -> dict:
-    """Name -> the seq2seq model's chord label per beat of each pair's melody: greedy, or voted over ``votes``
-    samples; a batch of melodies per decoder call."""
+    """Name -> the seq2seq model's harmonisations of each pair's melody, as chord labels per beat: the greedy
+    one, or ``votes`` samples; a batch of melodies per decoder call."""
     generated = {}
     with progress_bar() as bar:
         task = bar.add_task("harmonising test melodies", total=len(pairs))
@@ -196,12 +204,12 @@ def seq2seq_harmonies(gen: ConditionalGenerator, pairs: list[Pair], tunes: dict,
             budget = max(2 * len(p.target) for p in chunk) + 64
             beats = [tunes[p.name][2] for p in chunk]
             if votes > 1:
-                labels = gen.vote_harmonies([p.source.tolist() for p in chunk], beats, votes, args.may_end_early,
-                                            seed=args.seed + b, top_p=args.top_p, max_tokens=budget)
+                labels = gen.sample_harmonies([p.source.tolist() for p in chunk], beats, votes, args.may_end_early,
+                                              seed=args.seed + b, top_p=args.top_p, max_tokens=budget)
             else:
                 samples = gen.bind_many([p.source for p in chunk]).sample(
                     num=len(chunk), greedy=True, max_tokens=budget, **_limits(gen, chunk, args.may_end_early))
-                labels = [gen.chord_labels(s.ids, n) for s, n in zip(samples, beats)]
+                labels = [[gen.chord_labels(s.ids, n)] for s, n in zip(samples, beats)]
             generated.update((p.name, x) for p, x in zip(chunk, labels))
             bar.advance(task, len(chunk))
     return generated
