@@ -116,6 +116,9 @@ step "  samples/c2m-waltz" "${CHECK[@]}" midi samples/c2m-waltz
 step "evaluate seq2seq progressions" melodylm evaluate seq2seq progressions --ckpt checkpoints/chords2melody --num 1 \
   --json runs/progressions.json
 step "  progressions.json" "${CHECK[@]}" json runs/progressions.json overall.seq2seq.share overall.shuffled.share
+step "fit seq2seq/bach-tagger (tiny)" melodylm fit --config "$ROOT/configs/seq2seq/bach-tagger.yaml" "${TINY[@]}" \
+  --model.init_args.hidden_size 16 --model.init_args.num_layers 1 --trainer.logger false
+step "  checkpoints/bach-tagger" test -f checkpoints/bach-tagger/last.ckpt
 
 # --- ../shared/data: the melody LM and its benchmarks, the prior, the piano-roll bench, seq2seq ----------------------
 if [ "$HAVE_SHARED" = 1 ]; then
@@ -199,6 +202,9 @@ if [ "$HAVE_SHARED" = 1 ]; then
   step "generate with the tagger" melodylm generate --ckpt checkpoints/seq2seq-tagger --condition "$MELODY" \
     --out samples/tagger
   step "  samples/tagger" "${CHECK[@]}" midi samples/tagger
+  step "generate with the tagger and seq2seq votes" melodylm generate --ckpt checkpoints/seq2seq-tagger \
+    --condition "$MELODY" --seq2seq checkpoints/seq2seq-melody2chords --votes 2 --seed 0 --out samples/blend
+  step "  samples/blend" "${CHECK[@]}" midi samples/blend
   step "evaluate seq2seq harmony" melodylm evaluate seq2seq harmony --ckpt checkpoints/seq2seq-melody2chords \
     --tagger checkpoints/seq2seq-tagger --limit 48 --json runs/harmony.json
   step "  harmony.json" "${CHECK[@]}" json runs/harmony.json pairs beats seq2seq.accuracy tagger.accuracy
