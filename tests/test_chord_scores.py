@@ -101,6 +101,12 @@ def test_evaluate_harmony_reports_mir_eval_scores(tmp_path):
                        str(tmp_path / "checkpoints" / "seq2seq-debug"), *flags, "--out", str(tmp_path / "blend"),
                        cwd=tmp_path, check=False)
         assert proc.returncode == 2 and message in proc.stderr
+    proc = run_cli("generate", "--ckpt", str(tagger), "--condition", str(melody), "--blend", "0.5", "--out",
+                   str(tmp_path / "blend"), cwd=tmp_path, check=False)  # nothing for --blend to weigh: refused
+    assert proc.returncode == 2 and "--blend weighs the samples of --seq2seq" in proc.stderr
+    proc = run_cli("evaluate", "seq2seq", "harmony", "--ckpt", str(tmp_path / "checkpoints" / "seq2seq-debug"),
+                   "--limit", "3", "--votes", "3", "--blend", "0.5", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "give both" in proc.stderr
 
 
 def test_vote_shares_by_hand():

@@ -16,6 +16,8 @@ from melodylm.data.beats import melody_beat_features, num_beats
 from melodylm.data.chords import labels_to_track, vote_shares
 from melodylm.models.components.seq2seq import BeatTagger
 
+BLEND_WEIGHT = 1.0  # the seq2seq samples' share against the tagger's probability, chosen on Nottingham validation
+
 
 class ChordTagger:
     """A :class:`BeatTagger` with its chord labels (``N`` is silence)."""
@@ -42,7 +44,7 @@ class ChordTagger:
         return torch.softmax(logits[0].float(), -1).cpu().numpy()
 
     def label_beats(self, melody: Score, beats: int | None = None, samples: list[list[str]] | None = None,
-                    weight: float = 1.0) -> list[str]:
+                    weight: float = BLEND_WEIGHT) -> list[str]:
         """The most likely chord label of each of ``beats`` quarter-note beats (default: the melody's).
 
         ``samples``: harmonisations of the same melody sampled from a melody -> chords seq2seq model
@@ -54,7 +56,7 @@ class ChordTagger:
         return [self.labels[i] for i in probs.argmax(-1).tolist()]
 
     def harmonise(self, melody: Score, samples: list[list[str]] | None = None,
-                  weight: float = 1.0) -> tuple[list[str], Score]:
+                  weight: float = BLEND_WEIGHT) -> tuple[list[str], Score]:
         """A chord label per beat of ``melody`` (with seq2seq ``samples``, as :meth:`label_beats`), and the
         melody with the chords as a block-chord track."""
         labels = self.label_beats(melody, None, samples, weight)

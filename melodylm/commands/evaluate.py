@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             m.add_argument("--votes", type=int, default=1,
                            help="sample this many harmonisations per melody and take each beat's most frequent "
                            "chord (default 1: greedy decoding)")
-            m.add_argument("--blend", type=float, default=1.0, metavar="W",
+            m.add_argument("--blend", type=float, default=None, metavar="W",
                            help="with --tagger and --votes N: also score the blend, each beat's argmax of the "
                            "tagger's probability + W x the share of the N samples (default 1, chosen on the "
                            "Nottingham validation split)")

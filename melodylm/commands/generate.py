@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from melodylm.api.tagger import BLEND_WEIGHT
 from melodylm.checkpoint import kind_of, load, resolve
 from melodylm.commands.args import at_least, output_folder
 from melodylm.commands.sample import add_decoding_arguments, decode, decoding_settings
@@ -57,7 +58,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
                    help="with a chord-tagger --ckpt: a melody -> chords seq2seq checkpoint whose --votes N sampled "
                    "harmonisations join the tagger's choice, per beat the tagger's probability + --blend x their "
                    "share (docs/seq2seq.md: 16 votes)")
-    s.add_argument("--blend", type=float, default=1.0, metavar="W",
+    s.add_argument("--blend", type=float, default=None, metavar="W",
                    help="with --seq2seq: the weight of the samples' share against the tagger's probability "
                    "(default 1, chosen on the Nottingham validation split)")
     s.add_argument("--may-end-early", action="store_true",
@@ -77,7 +78,8 @@ def _tagger_main(args, path: Path) -> int:
     except Rejected as rej:
         raise UserError(f"{condition}: {rej}") from rej
     samples = _seq2seq_samples(args, melody) if args.seq2seq else None
-    labels, score = tagger.harmonise(melody, samples, args.blend)
+    weight = BLEND_WEIGHT if args.blend is None else args.blend
+    labels, score = tagger.harmonise(melody, samples, weight)
     out = output_folder(args.out)
     stem = out / (f"{condition.stem}-tagger-chords" + (f"-blend{args.votes}" if samples else ""))
     write_midi(score, stem.with_suffix(".mid"))
@@ -85,7 +87,7 @@ def _tagger_main(args, path: Path) -> int:
     pianoroll_png(score, stem.with_suffix(".png"), title=f"{stem.name}  ({what})")
     row = {"midi": stem.with_suffix(".mid").name, "ckpt": str(args.ckpt), "condition": str(condition)}
     if samples:
-        row.update(seq2seq=str(args.seq2seq), votes=args.votes, blend=args.blend, seed=args.seed)
+        row.update(seq2seq=str(args.seq2seq), votes=args.votes, blend=weight, seed=args.seed)
     stem.with_suffix(".json").write_text(json.dumps({**row, "chord_per_beat": labels}, indent=1))
     log.info("%s: %d beats, %d chord changes", stem.with_suffix(".mid").name, len(labels),
              sum(a != b for a, b in zip(labels, labels[1:])))
@@ -94,7 +96,6 @@ def _tagger_main(args, path: Path) -> int:
 
 def _seq2seq_samples(args, melody) -> list[list[str]]:
     """``--votes`` harmonisations of ``melody`` sampled from the ``--seq2seq`` checkpoint, as labels per beat."""
-    at_least(args.blend, 0, "--blend")
     if args.votes < 2:
         raise UserError(f"--seq2seq blends the tagger with sampled harmonisations: give --votes N >= 2 (16 in "
                         f"docs/seq2seq.md), got {args.votes}")
@@ -136,6 +137,10 @@ def main(args) -> int:
     parse_time_signature(args.time_signature)  # bad chord-text settings are refused before the checkpoint is read
     if not args.chord_beats > 0:
         raise UserError(f"--chord-beats must be > 0, got {args.chord_beats}")
+    if args.blend is not None and not args.seq2seq:
+        raise UserError("--blend weighs the samples of --seq2seq CKPT --votes N against a chord tagger's choice")
+    if args.blend is not None:
+        at_least(args.blend, 0, "--blend")
     path = resolve(args.ckpt)
     if kind_of(path) == "chord_tagger":
         if args.votes != 1 and not args.seq2seq:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from melodylm.api.seq2seq import ConditionalGenerator
+from melodylm.api.tagger import BLEND_WEIGHT
 from melodylm.checkpoint import load
 from melodylm.commands.args import at_least
 from melodylm.data.beats import num_beats
@@ -148,9 +149,12 @@ def run_harmony(args) -> dict:
     if gen is None and not model.pairs:
         raise UserError(f"{args.ckpt} does not record the pairs it was trained on: train it again with melodylm fit")
     votes = at_least(getattr(args, "votes", 1), 1, "--votes")
-    at_least(getattr(args, "blend", 1.0), 0, "--blend")
+    blend = getattr(args, "blend", None)
     if gen is None and (votes > 1 or args.tagger):
         raise UserError("--votes and --tagger go with a seq2seq checkpoint: a chord tagger labels each beat once")
+    if blend is not None and not (args.tagger and votes > 1):
+        raise UserError("--blend weighs the --votes N samples against the --tagger's choice: give both")
+    blend = BLEND_WEIGHT if blend is None else at_least(blend, 0, "--blend")
     tagger = model if gen is None else load(args.tagger, kinds=("chord_tagger",)) if args.tagger else None
     tok = gen.tokenizer if gen is not None else build_tokenizer("REMI", tuple(model.pairs.get("pitch_range", (21, 109))))
     train = test_pairs(model, args.cache_dir, args.root, split="train")
@@ -176,7 +180,7 @@ def run_harmony(args) -> dict:
         if tagger is not None:
             guesses["tagger"] = tagger.label_beats(melody, beats)
         if tagger is not None and votes > 1 and gen is not None:
-            guesses["blend"] = tagger.label_beats(melody, beats, generated[p.name], args.blend)
+            guesses["blend"] = tagger.label_beats(melody, beats, generated[p.name], blend)
         for k, guess in guesses.items():
             tallies[k] += accuracy(guess, real)
             beats_seen[k][0].extend(guess)
@@ -186,7 +190,7 @@ def run_harmony(args) -> dict:
     if gen is not None:
         out["decoding"] = f"vote of {votes} samples at top-p {args.top_p:g}" if votes > 1 else "greedy"
     if tallies["blend"][1]:
-        out["blend_weight"] = args.blend  # blend: argmax of the tagger's probability + weight x the vote share
+        out["blend_weight"] = blend  # blend: argmax of the tagger's probability + weight x the vote share
     for k, (r, n, rc, nc) in tallies.items():
         if n:
             out[k] = {"accuracy": r / n, "accuracy_chord_beats": rc / nc if nc else float("nan"),
