@@ -137,9 +137,9 @@ def main(args) -> int:
     parse_time_signature(args.time_signature)  # bad chord-text settings are refused before the checkpoint is read
     if not args.chord_beats > 0:
         raise UserError(f"--chord-beats must be > 0, got {args.chord_beats}")
-    if args.blend is not None and not args.seq2seq:
-        raise UserError("--blend weighs the samples of --seq2seq CKPT --votes N against a chord tagger's choice")
     if args.blend is not None:
+        if not args.seq2seq:
+            raise UserError("--blend weighs the samples of --seq2seq CKPT --votes N against a chord tagger's choice")
         at_least(args.blend, 0, "--blend")
     path = resolve(args.ckpt)
     if kind_of(path) == "chord_tagger":
