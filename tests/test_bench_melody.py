@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from melodylm.api.lm import MusicLM
-from melodylm.data.store import save_split
+from melodylm.checkpoint import load
+from melodylm.data.store import Pieces, save_split
 from melodylm.data.tokenizer import build_tokenizer, tokenizer_to_json
-from melodylm.evaluation.bench_melody import ADAPT_LRS, PitchTokens, choose_adapt_lr, lm_nll
+from melodylm.evaluation.bench_melody import (ADAPT_LRS, STM_ORDERS, STM_WEIGHTS, PitchTokens, choose_adapt_lr,
+                                              fit_short_term, lm_nll, mixture)
 from melodylm.evaluation.melody_folds import corpus_pieces, fold_of, transposed_copies
-from melodylm.evaluation.ngram import KneserNey
+from melodylm.evaluation.ngram import KneserNey, short_term_probs
 from melodylm.models.components.rnn_lm import RecurrentLM
 
 from conftest import REPO, run_cli
@@ -53,6 +55,29 @@ def test_kneser_ney_sums_to_one_everywhere():
             assert p.sum() == pytest.approx(1.0, abs=1e-12)
     # more context helps on the training data itself
     assert kn.nll(seqs, 3) < kn.nll(seqs, 1)
+
+
+def test_short_term_model_learns_the_piece_so_far():
+    # order 1 over {0, 1}: nothing seen -> uniform; after [0] the one count is a singleton (D = 1): still uniform;
+    # after [0, 0] one count of two (n1 = 0 -> D floored at 0.05): 0.5 * 0.05 / 2 + (2 - 0.05) / 2
+    np.testing.assert_allclose(short_term_probs([0, 0, 0], 2, 1), [0.5, 0.5, 0.5 * 0.05 / 2 + 1.95 / 2])
+    motif = [3, 5, 7, 5] * 6
+    assert short_term_probs(motif, 12, 3)[-4:].min() > 0.8  # the fifth time round the motif is expected
+
+
+def test_long_term_plus_short_term_n_gram():
+    rng = np.random.default_rng(0)
+    train = [rng.integers(0, 12, 30) for _ in range(20)]  # no tune repeats itself in the corpus...
+    val = [np.array([1, 4, 6, 4] * 5), np.array([2, 9, 9, 2] * 5)]  # ...but the held-out tunes do
+    test = [np.array([8, 3, 5, 3, 0] * 4)]
+    ltm = KneserNey(train, 12, 3)
+    both = fit_short_term(ltm, 2, val, test, 12)
+    assert both["weight"] in STM_WEIGHTS and both["order"] in STM_ORDERS
+    alone = ltm.nll(test, 2) / 20 / math.log(2)
+    mixed = np.log((1 - both["weight"]) * np.exp(ltm.logprobs(test[0], 2))
+                   + both["weight"] * short_term_probs(test[0], 12, both["order"]))
+    assert both["test_bits_pitch"] == pytest.approx(-mixed.sum() / 20 / math.log(2))
+    assert both["test_bits_pitch"] < alone - 1  # a repeating tune is far cheaper with the piece's own model
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +156,34 @@ def test_corpus_pieces_pool_the_splits_and_drop_repeated_melodies(tmp_path, toke
     assert counts == {"pieces": 4, "duplicate_tokens": 1, "duplicate_intervals": 1, "used": 2, "notes": 5}
 
 
+def test_mixture_averages_the_members_probabilities():
+    a = [np.log([0.5, 0.2]), np.log([0.9])]
+    b = [np.log([0.1, 0.4]), np.log([0.3])]
+    mixed = mixture([a, b])
+    np.testing.assert_allclose(np.exp(mixed[0]), [0.3, 0.3])
+    np.testing.assert_allclose(np.exp(mixed[1]), [0.6])
+    np.testing.assert_allclose(mixture([a])[0], a[0])  # one member is itself
+
+
+def test_an_ensemble_of_one_lm_twice_scores_as_the_lm(tokenizer):
+    torch.manual_seed(0)
+    lm = MusicLM(RecurrentLM(len(tokenizer), 8, 16, 1, "lstm", 0.0), tokenizer)
+    other = MusicLM(RecurrentLM(len(tokenizer), 8, 16, 1, "lstm", 0.0), tokenizer)
+    pieces = [_piece(tokenizer, [60, 62, 64, 65, 67]), _piece(tokenizer, [70, 69], position=12)]
+    pitches = PitchTokens(tokenizer)
+    for got, want in zip(lm_nll([lm, lm], pieces, pitches), lm_nll(lm, pieces, pitches)):
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+    both = lm_nll([lm, other], pieces, pitches)[1]
+    alone = [lm_nll(m, pieces, pitches)[1] for m in (lm, other)]
+    assert (both <= (alone[0] + alone[1]) / 2 + 1e-9).all()  # -log is convex: never worse than the members' mean
+
+
 @pytest.mark.slow
 def test_cross_validation_runs_one_fold(tmp_path, prepared):
     out = tmp_path / "cv"
-    run_cli("bench", "melody", "--folds", "3", "--run-folds", "1", "--config", str(REPO / "configs" / "debug.yaml"),
-            "--data", str(prepared), "--out", str(out), "--threads", "1", "--adapt", cwd=tmp_path)
+    args = ("bench", "melody", "--folds", "3", "--run-folds", "1", "--config", str(REPO / "configs" / "debug.yaml"),
+            "--data", str(prepared), "--out", str(out), "--threads", "1", "--adapt", "--seeds", "2")
+    run_cli(*args, cwd=tmp_path)
     results = json.loads((out / "folds.json").read_text())
     (fold,) = results["per_fold"]
     assert sum(fold["pieces"].values()) == results["corpus"]["used"]
@@ -143,7 +191,34 @@ def test_cross_validation_runs_one_fold(tmp_path, prepared):
     assert 0 < fold["kn_test_bits_pitch"] < math.log2(88)
     assert fold["lstm_test_bits_note"] > fold["lstm_test_bits_pitch"] > 0
     assert results["summary"]["LSTM"]["folds"] == 1
-    assert fold["adapt_lr"] in ADAPT_LRS and math.isfinite(fold["lstm_adapt_test_bits_pitch"])
-    assert fold["adapt_val_bits_pitch"]["0.0"] == pytest.approx(fold["lstm_val_bits_pitch"], rel=1e-6)  # no step
+    assert fold["lstm_adapt_lr"] in ADAPT_LRS and math.isfinite(fold["lstm_adapt_test_bits_pitch"])
+    assert fold["lstm_adapt_val_bits_pitch"]["0.0"] == pytest.approx(fold["lstm_val_bits_pitch"], rel=1e-6)  # no step
     assert results["summary"]["LSTM, dynamic evaluation"]["folds"] == 1
+    assert fold["kn_stm_weight"] in STM_WEIGHTS and fold["kn_stm_order"] in STM_ORDERS
+    assert 0 < fold["kn_stm_test_bits_pitch"] < math.log2(88)
+    assert "Kneser-Ney, long-term + short-term" in results["summary"]
     assert json.loads((out / "fold-0" / "result.json").read_text()) == fold  # what another process's summary reads
+    # two members, seeds 0 and 1 (debug.yaml's seed_everything is 0), and their ensemble scored as the mixture
+    assert [t["seed"] for t in fold["lstm_training"]] == [0, 1]
+    assert fold["member_test_bits_pitch"][0] == fold["lstm_test_bits_pitch"]
+    assert fold["member_test_bits_pitch"][1] != fold["lstm_test_bits_pitch"]  # another seed, another model
+    members = [load(t["checkpoint"], kinds=("language_model",)) for t in fold["lstm_training"]]
+    pitches = PitchTokens(members[0].tokenizer)
+    test = Pieces(out / "fold-0" / "data", "test")
+    pieces = [test[i].tolist() for i in range(len(test))]
+    by_hand = 0.0  # each pitch's probability: the mean of the two members' probabilities of it
+    for ids in pieces:
+        p = np.mean([np.exp(m.decoder.token_logprobs([ids])[0].double().numpy()) for m in members], axis=0)
+        by_hand -= np.log(p[:-1][pitches.mask(ids)]).sum()
+    assert fold["ensemble_test_bits_pitch"] == pytest.approx(by_hand / fold["test_notes"] / math.log(2), rel=1e-6)
+    assert fold["ensemble_test_bits_pitch"] <= fold["members_mean_test_bits_pitch"]
+    assert fold["ensemble_adapt_lr"] in ADAPT_LRS and "LSTM ensemble, dynamic evaluation" in results["summary"]
+    # run again: the members are loaded, not trained again, and the figures are the same
+    stamps = [(out / "fold-0" / f"seed-{s}" / "trained.json").stat().st_mtime_ns for s in (0, 1)]
+    run_cli(*args, cwd=tmp_path)
+    assert [(out / "fold-0" / f"seed-{s}" / "trained.json").stat().st_mtime_ns for s in (0, 1)] == stamps
+    again = json.loads((out / "folds.json").read_text())["per_fold"][0]
+    assert again["ensemble_test_bits_pitch"] == pytest.approx(fold["ensemble_test_bits_pitch"], rel=1e-9)
+    assert run_cli("bench", "melody", "--ckpt", fold["lstm_training"][0]["checkpoint"], "--data", str(prepared),
+                   "--seeds", "2", check=False, cwd=tmp_path).stderr.strip().splitlines()[-1].endswith(
+        "--seeds goes with --folds (the members are trained per fold)")

@@ -37,7 +37,7 @@ from melodylm.checkpoint import load
 from melodylm.data.store import Pieces
 from melodylm.data.tokenizer import SpecialIds, fingerprint, load_tokenizer, note_counts
 from melodylm.errors import UserError
-from melodylm.evaluation.ngram import KneserNey
+from melodylm.evaluation.ngram import KneserNey, short_term_probs
 from melodylm.progress import progress_bar
 
 log = logging.getLogger("melodylm")
@@ -47,6 +47,8 @@ WEIGHTS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)  # bigram share of the interpolation
 ORDERS = (1, 2, 3, 4, 5, 6)  # Kneser-Ney orders tried on the validation pieces
 ADAPT_LRS = (0.0, 0.03, 0.1, 0.2, 0.3)  # dynamic evaluation's SGD step sizes tried on the validation pieces
 ADAPT_CHUNK = 16  # tokens per step (Bach fold 0, inner validation: 8 and 32 were worse at every lr)
+STM_WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.5)  # the short-term n-gram's share, tried on the validation pieces
+STM_ORDERS = (2, 3, 4, 6)  # the short-term n-gram's orders tried there
 
 
 def framed(pieces: Pieces, special: SpecialIds) -> list[np.ndarray]:
@@ -125,30 +127,49 @@ class PitchTokens:
         return ids
 
 
-def lm_nll(lm, pieces: list[np.ndarray], pitches: PitchTokens | None, batch: int = 16,
-           label: str = "scoring", adapt_lr: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per piece (no BOS/EOS in ``pieces``): the LM's summed NLL (nats) of all its tokens, EOS included, and
-    of its ``Pitch_*`` tokens alone (None without ``pitches``); arrays of ``len(pieces)``. With ``adapt_lr``
-    the LM learns each piece as it reads it (dynamic evaluation, :meth:`Decoder.adapted_logprobs`)."""
-    total, pitch = np.zeros(len(pieces)), np.zeros(len(pieces))
+def token_logprobs(lm, pieces: list[np.ndarray], batch: int = 16, label: str = "scoring",
+                   adapt_lr: float = 0.0) -> list[np.ndarray]:
+    """Per piece (no BOS/EOS in ``pieces``): the LM's log-probability (nats, float64) of each of its tokens and
+    then of EOS, each given the tokens before it. With ``adapt_lr`` the LM learns each piece as it reads it
+    (dynamic evaluation, :meth:`Decoder.adapted_logprobs`)."""
+    out = []
     with progress_bar() as bar, torch.no_grad():
         task = bar.add_task(label, total=len(pieces))
         for start in range(0, len(pieces), batch):
             chunk = [np.asarray(p).tolist() for p in pieces[start : start + batch]]
             scored = ([lm.decoder.adapted_logprobs(ids, adapt_lr, ADAPT_CHUNK) for ids in chunk] if adapt_lr
                       else lm.decoder.token_logprobs(chunk))
-            for j, (ids, lp) in enumerate(zip(chunk, scored)):
-                lp = lp.double().numpy()
-                total[start + j] = -lp.sum()
-                if pitches is not None:
-                    pitch[start + j] = -lp[:-1][pitches.mask(ids)].sum()  # the last value is EOS
+            out += [lp.double().numpy() for lp in scored]
             bar.advance(task, len(chunk))
-    return total, pitch if pitches is not None else None
+    return out
+
+
+def mixture(members: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """The ensemble of several LMs' :func:`token_logprobs` of the same pieces: each token's probability is the
+    mean of the members' probabilities of it. Each step is then a mixture of the members' next-token
+    distributions, so the ensemble is itself a language model (its probabilities of every next token sum to 1)."""
+    return [np.logaddexp.reduce(np.stack(lps), axis=0) - math.log(len(lps)) for lps in zip(*members)]
+
+
+def lm_nll(lm, pieces: list[np.ndarray], pitches: PitchTokens | None, batch: int = 16,
+           label: str = "scoring", adapt_lr: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per piece (no BOS/EOS in ``pieces``): the LM's summed NLL (nats) of all its tokens, EOS included, and
+    of its ``Pitch_*`` tokens alone (None without ``pitches``); arrays of ``len(pieces)``. ``lm`` is one LM or
+    a list of LMs, scored as their :func:`mixture` (with ``adapt_lr``, each member learns the piece on its own)."""
+    lms = lm if isinstance(lm, (list, tuple)) else [lm]
+    members = [token_logprobs(m, pieces, batch, f"{label} ({i + 1}/{len(lms)})" if len(lms) > 1 else label,
+                              adapt_lr) for i, m in enumerate(lms)]
+    scored = members[0] if len(members) == 1 else mixture(members)
+    total = np.array([-lp.sum() for lp in scored])
+    if pitches is None:
+        return total, None
+    return total, np.array([-lp[:-1][pitches.mask(p)].sum() for p, lp in zip(pieces, scored)])  # last: EOS
 
 
 def choose_adapt_lr(lm, val: list[np.ndarray], pitches: PitchTokens, label: str = "dynamic evaluation") -> dict:
     """Bits per pitch of ``val`` for every learning rate of :data:`ADAPT_LRS` (0: the trained weights as they
-    are); returns ``{"lr": best, "val_bits_pitch": {lr: bits}}``."""
+    are), for one LM or an ensemble (a list, as :func:`lm_nll` takes); returns
+    ``{"lr": best, "val_bits_pitch": {lr: bits}}``."""
     notes = int(sum(pitches.mask(p).sum() for p in val))
     grid = {lr: float(lm_nll(lm, val, pitches, label=f"{label}, lr {lr:g}", adapt_lr=lr)[1].sum()) / notes
             / math.log(2) for lr in ADAPT_LRS}
@@ -174,6 +195,26 @@ def fit_kneser_ney(train: list[np.ndarray], val: list[np.ndarray], vocab: int,
     return best[1], grid
 
 
+def fit_short_term(long_term: KneserNey, order: int, val: list[np.ndarray], test: list[np.ndarray],
+                   vocab: int) -> dict:
+    """IDyOM's long-term + short-term n-gram: each pitch's probability ``(1 - w) P_long + w P_short``, the long-term
+    model ``long_term`` at ``order`` and the short-term one fitted on the piece so far
+    (:func:`ngram.short_term_probs`); ``w`` in :data:`STM_WEIGHTS` and the short-term order in :data:`STM_ORDERS`
+    chosen on ``val``. Returns ``{"weight", "order", "val_bits_pitch", "test_bits_pitch"}``."""
+    def probs(seqs):
+        return [(np.exp(long_term.logprobs(s, order)), {o: short_term_probs(s, vocab, o) for o in STM_ORDERS})
+                for s in seqs]
+
+    def bits(scored, weight, o):
+        notes = sum(len(lt) for lt, _ in scored)
+        return -float(sum(np.log((1 - weight) * lt + weight * st[o]).sum() for lt, st in scored)) / notes / math.log(2)
+
+    scored_val = probs(val)
+    weight, o = min(((w, o) for w in STM_WEIGHTS for o in STM_ORDERS), key=lambda c: bits(scored_val, *c))
+    return {"weight": weight, "order": o, "val_bits_pitch": bits(scored_val, weight, o),
+            "test_bits_pitch": bits(probs(test), weight, o)}
+
+
 # --- one split (--ckpt) -----------------------------------------------------------
 
 
@@ -192,6 +233,8 @@ def add_arguments(m) -> None:
                    help="with --folds: training cap per fold (default: the preset's trainer.max_time)")
     m.add_argument("--run-folds", default=None, help="with --folds: only the first N folds, or folds A-B; runs with "
                    "one --out share it (folds.json sums up every fold of the same data, preset, K and cap)")
+    m.add_argument("--seeds", type=int, default=1, help="with --folds: train N LSTMs per fold (the preset's seed, "
+                   "+1, ...) and also report their ensemble, each note's probability the mean of the members' (default 1)")
     m.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     m.add_argument("--adapt", action="store_true", help="also score with dynamic evaluation: the LSTM takes an SGD "
                    "step on each 16 tokens of a piece after predicting them, as IDyOM's short-term model learns "
@@ -202,6 +245,8 @@ def main(args) -> dict:
     """The one-split mode (``--ckpt``); ``--folds`` is :func:`melodylm.evaluation.melody_folds.main`'s."""
     if args.ckpt is None:
         raise UserError("give --ckpt (score one split) or --folds K --config PRESET (cross-validate)")
+    if args.seeds != 1:
+        raise UserError("--seeds goes with --folds (the members are trained per fold)")
     if args.threads:
         torch.set_num_threads(args.threads)
     return run(args.ckpt, args.data, args.out, split=args.split, adapt=args.adapt)

@@ -115,3 +115,10 @@ def _discount(table: dict[tuple, tuple[np.ndarray, np.ndarray, int]]) -> float:
         n1 += int((counts == 1).sum())
         n2 += int((counts == 2).sum())
     return max(n1 / (n1 + 2 * n2), MIN_DISCOUNT) if n1 + n2 else 0.5
+
+
+def short_term_probs(seq: Sequence[int], vocab: int, order: int) -> np.ndarray:
+    """``P(seq[i] | seq[:i])`` for every ``i`` under Kneser-Ney of ``order`` fitted on ``seq[:i]`` alone: IDyOM's
+    short-term model, which learns the piece it is predicting as it goes (the first symbol gets ``1 / vocab``)."""
+    seq = [int(s) for s in seq]
+    return np.array([KneserNey([seq[:i]], vocab, order).distribution(seq[:i], order)[w] for i, w in enumerate(seq)])
