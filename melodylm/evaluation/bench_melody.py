@@ -4,7 +4,8 @@ Two modes. With ``--ckpt``: score one split of a prepared folder (the
 Nottingham benchmark). With ``--folds K --config PRESET``: K-fold
 cross-validation over every piece of the folder (the Bach chorale benchmark of
 Pearce 2005): each fold is scored by an LSTM trained on the other folds and by
-n-grams fitted on the same folds (:mod:`melodylm.evaluation.melody_folds`).
+n-grams fitted on the same folds (:mod:`melodylm.evaluation.melody_folds`); with
+``--seeds N`` by N LSTMs per fold and their ensemble too.
 
 Units. Every piece is ``[BOS] piece [EOS]``. *NLL per note* is the summed NLL
 of all its tokens (bar, time signature, position, pitch, duration, EOS) over
@@ -20,7 +21,8 @@ Baselines, fitted on the training pieces, chosen on the validation pieces:
 over tokens, an add-``a`` unigram and a bigram interpolated with it
 (Jelinek-Mercer); over pitch sequences, interpolated Kneser-Ney of order
 1..6 (:mod:`melodylm.evaluation.ngram`), fitted with and without the
-transposed training copies.
+transposed training copies; with ``--adapt`` and ``--folds``, also Kneser-Ney
+long-term + short-term (IDyOM's counterpart of dynamic evaluation).
 """
 
 from __future__ import annotations
